@@ -48,6 +48,7 @@ __all__ = [
     "StreamDecodeError",
     "StreamCancelledError",
     "status_error_class",
+    "patch_stream_error",
     "error_message_from_body",
 ]
 
@@ -243,10 +244,27 @@ def error_message_from_body(body: str) -> str | None:
     if not isinstance(data, dict):
         return None
     err = data.get("error")
-    if isinstance(err, dict) and isinstance(err.get("message"), str):
-        return err["message"]
-    if isinstance(err, str):
-        return err
-    if isinstance(data.get("message"), str):
-        return data["message"]
-    return None
+    candidates = (err.get("message") if isinstance(err, dict) else None, err, data.get("message"))
+    return next((c for c in candidates if isinstance(c, str) and c), None)
+
+
+_PATCH_STREAM_CLASSES: dict[type[APIStatusError], type[PatchStreamError]] = {}
+
+
+def patch_stream_error(error: APIStatusError, document: Any = None) -> PatchStreamError:
+    """The PatchStreamError for a non-2xx stream response, also an instance of `type(error)`.
+
+    So `except PatchStreamError` and `except RateLimitError` both catch a 429 on a stream.
+    """
+    base = type(error)
+    cls = _PATCH_STREAM_CLASSES.get(base)
+    if cls is None:
+        cls = type(f"PatchStream{base.__name__}", (PatchStreamError, base), {"__module__": __name__})
+        _PATCH_STREAM_CLASSES[base] = cls
+    return cls(
+        error.status_code,
+        error.body,
+        message=error.message,
+        request_id=error.request_id,
+        document=document,
+    )

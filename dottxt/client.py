@@ -1,0 +1,403 @@
+"""`DotTxt`, the blocking client: configuration, resources, `generate`, `stream`, `stream_in_background`."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import requests
+
+from .credentials import credentials_path, load_api_key
+from .errors import APIError, APIStatusError
+from .schemas import OutputSchema
+from .sse import DONE, iter_sse_data
+from .streaming import DEFAULT_MAX_LINE_BYTES, PatchStream, iter_lines
+from .transport import Timeout, Transport
+from .types import ChatCompletion, ChatCompletionChunk, ModelPage
+
+if TYPE_CHECKING:
+    import queue
+
+    from .background import BackgroundStream
+    from .streaming import PatchEvent
+
+__all__ = ["DotTxt", "DEFAULT_BASE_URL", "ChatCompletionStream"]
+
+DEFAULT_BASE_URL = "https://api.dottxt.ai/v1"
+PATCH_SOURCES = ("gateway", "sse")
+
+
+def resolve_api_key(api_key: str | None) -> str:
+    """The key from the argument, else DOTTXT_API_KEY, else the `dottxt login` credentials file."""
+    if api_key is not None and not isinstance(api_key, str):
+        raise TypeError(f"api_key must be a string, not {type(api_key).__name__}")
+    key = api_key or os.environ.get("DOTTXT_API_KEY") or load_api_key()
+    if not key:
+        raise ValueError(
+            "No API key: pass api_key=..., set the DOTTXT_API_KEY environment variable, "
+            f"or run `dottxt login` to store one in {credentials_path()}"
+        )
+    return key
+
+
+def resolve_base_url(base_url: str | None) -> str:
+    """The URL from the argument, else DOTTXT_BASE_URL, else the public API; no trailing `/`."""
+    if base_url is not None and not isinstance(base_url, str):
+        raise TypeError(f"base_url must be a string, not {type(base_url).__name__}")
+    url = base_url or os.environ.get("DOTTXT_BASE_URL") or DEFAULT_BASE_URL
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"base_url must start with http:// or https://, got {url!r}")
+    return url.rstrip("/")
+
+
+def _check_timeout(timeout: Any, name: str = "timeout") -> Timeout:
+    if timeout is None or (isinstance(timeout, (int, float)) and not isinstance(timeout, bool)):
+        return timeout  # type: ignore[no-any-return]
+    if (
+        isinstance(timeout, tuple)
+        and len(timeout) == 2
+        and all(t is None or (isinstance(t, (int, float)) and not isinstance(t, bool)) for t in timeout)
+    ):
+        return timeout  # type: ignore[return-value]
+    raise TypeError(f"{name} must be seconds (a number) or a (connect, read) tuple, not {timeout!r}")
+
+
+def chat_messages(input: Any) -> list[dict[str, Any]]:
+    """A prompt string as one user message; a list of message dicts unchanged."""
+    if isinstance(input, str):
+        return [{"role": "user", "content": input}]
+    if isinstance(input, list) and all(isinstance(m, Mapping) for m in input):
+        return [dict(m) for m in input]
+    raise TypeError(f"input must be a string or a list of message dicts, not {type(input).__name__}")
+
+
+def chat_body(
+    *,
+    model: str,
+    input: Any,
+    output: OutputSchema,
+    temperature: float | None,
+    max_tokens: int | None,
+    seed: int | None,
+    extra: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The chat-completions request body shared by `generate` and the streams."""
+    if not isinstance(model, str) or not model:
+        raise TypeError(f"model must be a non-empty string, not {model!r}")
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": chat_messages(input),
+        "response_format": output.response_format,
+    }
+    for name, value in (("temperature", temperature), ("max_tokens", max_tokens), ("seed", seed)):
+        if value is not None:
+            body[name] = value
+    if extra:
+        body.update(extra)
+    return body
+
+
+class Models:
+    """`client.models`: the models the key can use."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    def list(self) -> ModelPage:
+        """GET /models: a page whose `.data` holds the models (iterating the page yields them)."""
+        response = self._transport.request("GET", "models")
+        return ModelPage.model_validate(_json_of(response))
+
+
+class Completions:
+    """`client.chat.completions`: the OpenAI-compatible surface, passed through unchanged."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    def create(self, **kwargs: Any) -> Any:
+        """POST /chat/completions with `kwargs` as the body.
+
+        Returns a ChatCompletion, or with `stream=True` a ChatCompletionStream of chunks.
+        """
+        timeout = _check_timeout(kwargs.pop("timeout", None))
+        if kwargs.get("stream") is True:
+            response = self._transport.request(
+                "POST",
+                "chat/completions",
+                json=kwargs,
+                timeout=timeout,
+                stream=True,
+                headers={"Accept": "text/event-stream", "Accept-Encoding": "identity"},
+            )
+            return ChatCompletionStream(response, self._transport.release)
+        response = self._transport.request("POST", "chat/completions", json=kwargs, timeout=timeout)
+        return ChatCompletion.model_validate(_json_of(response))
+
+
+class Chat:
+    """`client.chat`: holds `completions`."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.completions = Completions(transport)
+
+
+class ChatCompletionStream:
+    """The chunks of `chat.completions.create(stream=True)`, each as soon as it arrives."""
+
+    def __init__(self, response: requests.Response, release: Callable[[requests.Response], None]) -> None:
+        self.response = response
+        self._release = release
+        self._chunks = self._iter()
+
+    def _iter(self) -> Iterator[ChatCompletionChunk]:
+        try:
+            for data in iter_sse_data(iter_lines(self.response, DEFAULT_MAX_LINE_BYTES)):
+                if data.strip() == DONE:
+                    return
+                payload = json.loads(data)
+                if isinstance(payload, dict) and "error" in payload and "choices" not in payload:
+                    error = payload["error"]
+                    message = error.get("message") if isinstance(error, dict) else str(error)
+                    raise APIError(f"the server reported an error mid-stream: {message}")
+                yield ChatCompletionChunk.model_validate(payload)
+        finally:
+            self._release(self.response)
+
+    def __iter__(self) -> Iterator[ChatCompletionChunk]:
+        return self._chunks
+
+    def __next__(self) -> ChatCompletionChunk:
+        return next(self._chunks)
+
+    def __enter__(self) -> ChatCompletionStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection now."""
+        self._chunks.close()  # type: ignore[attr-defined]
+        self._release(self.response)
+
+
+def _json_of(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise APIStatusError(
+            f"the server sent a {response.status_code} answer that is not JSON",
+            status_code=response.status_code,
+            body=response.text[:1000],
+            request_id=response.headers.get("x-request-id"),
+        ) from exc
+
+
+class DotTxt:
+    """The blocking .txt client. Share one between threads; close it (or use `with`) when done.
+
+    >>> client = DotTxt()                          # key from DOTTXT_API_KEY or `dottxt login`
+    >>> ticket = client.generate(model="...", response_format=Ticket, input="...")
+    >>> for event in client.stream(model="...", response_format=Ticket, input="..."):
+    ...     print(event.field, event.value)
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        timeout: Timeout = 60.0,
+        max_retries: int = 2,
+        default_headers: Mapping[str, str] | None = None,
+        session: requests.Session | None = None,
+        patch_source: str | None = None,
+    ) -> None:
+        if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
+            raise TypeError(f"max_retries must be a non-negative int, not {max_retries!r}")
+        if session is not None and not isinstance(session, requests.Session):
+            raise TypeError(f"session must be a requests.Session, not {type(session).__name__}")
+        source = patch_source or os.environ.get("DOTTXT_PATCH_SOURCE") or "gateway"
+        if source not in PATCH_SOURCES:
+            raise ValueError(f"patch_source must be one of {PATCH_SOURCES}, got {source!r}")
+        self.patch_source = source
+        self._transport = Transport(
+            api_key=resolve_api_key(api_key),
+            base_url=resolve_base_url(base_url),
+            timeout=_check_timeout(timeout),
+            max_retries=max_retries,
+            default_headers=default_headers,
+            session=session,
+        )
+        self.models = Models(self._transport)
+        self.chat = Chat(self._transport)
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL requests go to (no trailing `/`)."""
+        return self._transport.base_url
+
+    @property
+    def timeout(self) -> Timeout:
+        """The default timeout: seconds, or (connect, read)."""
+        return self._transport.timeout
+
+    @property
+    def max_retries(self) -> int:
+        """How many times a failed request is retried."""
+        return self._transport.max_retries
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+    def __enter__(self) -> DotTxt:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every connection now, including those of streams still being read."""
+        self._transport.close()
+
+    def generate(
+        self,
+        *,
+        model: str,
+        response_format: Any,
+        input: Any,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        timeout: Timeout = None,
+        **extra: Any,
+    ) -> Any:
+        """One completion constrained by `response_format`, parsed and typed.
+
+        Returns a model instance for a Pydantic model, the validated value for
+        other Python types, the decoded JSON for a JSON Schema. Raises
+        InvalidOutputError when the output is not valid JSON or not valid
+        against the schema (its message says "truncated" when max_tokens cut it).
+        """
+        output = OutputSchema(response_format)
+        body = chat_body(
+            model=model,
+            input=input,
+            output=output,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            seed=seed,
+            extra=extra,
+        )
+        response = self._transport.request(
+            "POST", "chat/completions", json=body, timeout=_check_timeout(timeout)
+        )
+        completion = ChatCompletion.model_validate(_json_of(response))
+        if not completion.choices:
+            from .errors import InvalidOutputError
+
+            raise InvalidOutputError("the response has no choices", model=model, raw_output=response.text)
+        choice = completion.choices[0]
+        return output.parse_json(choice.message.content, model=model, finish_reason=choice.finish_reason)
+
+    def stream(
+        self,
+        *,
+        model: str,
+        response_format: Any,
+        input: Any,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        timeout: Timeout = None,
+        extra: Mapping[str, Any] | None = None,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    ) -> PatchStream:
+        """Stream the completion as PatchEvents, each the moment its op arrives.
+
+        The request is sent when iteration starts. Use it in a `for` loop, or
+        as a context manager to close the connection on exit.
+        """
+        output = OutputSchema(response_format)
+        body = chat_body(
+            model=model,
+            input=input,
+            output=output,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            seed=seed,
+            extra=extra,
+        )
+        checked_timeout = _check_timeout(timeout)
+        if self.patch_source == "sse":
+            return self._sse_stream(body, output, model, checked_timeout, max_line_bytes)
+        body["stream"] = "patch"
+        transport = self._transport
+
+        def open_response(cancel: threading.Event) -> requests.Response:
+            return transport.request(
+                "POST",
+                "chat/completions",
+                json=body,
+                timeout=checked_timeout,
+                stream=True,
+                cancel=cancel,
+                headers={"Accept": "application/x-ndjson", "Accept-Encoding": "identity"},
+            )
+
+        return PatchStream(
+            open_response,
+            output=output,
+            model=model,
+            release=transport.release,
+            max_line_bytes=max_line_bytes,
+        )
+
+    def _sse_stream(
+        self, body: dict[str, Any], output: OutputSchema, model: str, timeout: Timeout, max_line_bytes: int
+    ) -> PatchStream:
+        """`stream()` against a server without patch mode: ops derived from SSE token deltas."""
+        raise NotImplementedError("patch_source='sse' is not available yet")
+
+    def stream_in_background(
+        self,
+        *,
+        model: str,
+        response_format: Any,
+        input: Any,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        timeout: Timeout = None,
+        extra: Mapping[str, Any] | None = None,
+        on_event: Callable[[PatchEvent], Any] | None = None,
+        on_field: Mapping[str, Callable[[PatchEvent], Any]] | None = None,
+        on_error: Callable[[BaseException], Any] | None = None,
+        on_complete: Callable[[Any], Any] | None = None,
+        queue: queue.Queue[PatchEvent | None] | None = None,
+    ) -> BackgroundStream:
+        """Run `stream(...)` on its own thread, handing events to callbacks and a queue."""
+        from .background import BackgroundStream
+
+        stream = self.stream(
+            model=model,
+            response_format=response_format,
+            input=input,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            seed=seed,
+            timeout=timeout,
+            extra=extra,
+        )
+        return BackgroundStream(
+            stream,
+            on_event=on_event,
+            on_field=on_field,
+            on_error=on_error,
+            on_complete=on_complete,
+            queue=queue,
+        )
