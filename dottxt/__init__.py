@@ -6,31 +6,41 @@ for event in client.stream(model=..., response_format=Ticket, input="..."):
     print(event.field, event.value)
 """
 
+# The public names are imported on first use (PEP 562), so that `dottxt --version`
+# and `dottxt --help` start without importing requests, pydantic or jsonschema.
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .client import DotTxt
-from .errors import (
-    APIConnectionError,
-    APIError,
-    APIStatusError,
-    APITimeoutError,
-    AuthenticationError,
-    BadRequestError,
-    DotTxtError,
-    InternalServerError,
-    InvalidOutputError,
-    InvalidSchemaError,
-    NotFoundError,
-    PatchError,
-    PatchStreamError,
-    PermissionDeniedError,
-    RateLimitError,
-    StreamCancelledError,
-    StreamDecodeError,
-    UnprocessableEntityError,
-)
-from .patch import apply_add, apply_op
-from .schemas import build_response_format, normalize_schema
-from .streaming import PatchEvent, PatchStream
+
+if TYPE_CHECKING:
+    from .client import DotTxt
+    from .errors import (
+        APIConnectionError,
+        APIError,
+        APIStatusError,
+        APITimeoutError,
+        AuthenticationError,
+        BadRequestError,
+        DotTxtError,
+        InternalServerError,
+        InvalidOutputError,
+        InvalidSchemaError,
+        NotFoundError,
+        PatchError,
+        PatchStreamError,
+        PermissionDeniedError,
+        RateLimitError,
+        StreamCancelledError,
+        StreamDecodeError,
+        UnprocessableEntityError,
+    )
+    from .patch import apply_add, apply_op
+    from .schemas import build_response_format, normalize_schema
+    from .streaming import PatchEvent, PatchStream
 
 __all__ = [
     "__version__",
@@ -60,3 +70,29 @@ __all__ = [
     "StreamDecodeError",
     "StreamCancelledError",
 ]
+
+#: Where each lazily imported public name lives (module relative to this package).
+_LAZY: dict[str, str] = {
+    "DotTxt": "client",
+    "PatchEvent": "streaming",
+    "PatchStream": "streaming",
+    "apply_add": "patch",
+    "apply_op": "patch",
+    "build_response_format": "schemas",
+    "normalize_schema": "schemas",
+    **{name: "errors" for name in __all__ if name.endswith("Error")},
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first access and cache the name here."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
