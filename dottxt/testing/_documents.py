@@ -96,9 +96,7 @@ _LONG_TEXT_NAMES = frozenset(
         "thoughts",
     ]
 )
-_TITLE_NAMES = frozenset(
-    ["name", "title", "label", "subject", "headline", "topic", "city", "country", "author"]
-)
+_TITLE_NAMES = frozenset(["name", "title", "label", "subject", "headline", "topic", "city", "country", "author"])
 _URL_NAMES = frozenset(["url", "link", "website", "homepage", "href"])
 _EMOJI = ("🚀", "✨", "🙂")
 _ANNOTATIONS = frozenset(
@@ -117,12 +115,8 @@ _ANNOTATIONS = frozenset(
         "$dynamicAnchor",
     ]
 )
-_MIN_KEYS = frozenset(
-    ["minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties", "minContains"]
-)
-_MAX_KEYS = frozenset(
-    ["maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties", "maxContains"]
-)
+_MIN_KEYS = frozenset(["minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties", "minContains"])
+_MAX_KEYS = frozenset(["maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties", "maxContains"])
 _JOIN_VIA_ALLOF = frozenset(
     [
         "anyOf",
@@ -620,7 +614,7 @@ class _Generator:
         return self._typed(schema, self._pick_type(schema, minimal), **kw)
 
     def _choose(self, branches: list[Any], rest: dict[str, Any], *, exclusive: bool, **kw: Any) -> Any:
-        """anyOf / oneOf: try branches in a seeded order; oneOf wants exactly one to match."""
+        """anyOf / oneOf: the first branch (seeded order) whose value is valid; oneOf: for it alone."""
         order = list(range(len(branches)))
         self.rng.shuffle(order)
         nulls = [i for i in order if branches[i] == {"type": "null"}]
@@ -633,13 +627,16 @@ class _Generator:
         candidate: Any = None
         found = False
         for i in order:
+            merged = _merge(rest, branches[i])
             try:
-                value = self.gen(_merge(rest, branches[i]), **kw)
+                value = self.gen(merged, **kw)
             except DocumentGenerationError as exc:
                 last_error = exc
                 continue
             if not found:
                 candidate, found = value, True
+            if not self.is_valid(value, merged):
+                continue  # e.g. a pattern we could not satisfy: another branch may do better
             if not exclusive or sum(self.is_valid(value, b) for b in branches) == 1:
                 return value
         if not found:
@@ -780,7 +777,10 @@ class _Generator:
                     if json.dumps(value, sort_keys=True) not in seen:
                         break
                     value = self.gen(sub, **child)
-                seen.add(json.dumps(value, sort_keys=True))
+                key = json.dumps(value, sort_keys=True)
+                if key in seen and len(out) >= min_i:
+                    break  # the item schema ran out of distinct values: a shorter array is valid
+                seen.add(key)
             out.append(value)
         return out
 
@@ -913,11 +913,12 @@ class _Generator:
         ks = [self.rng.randint(k_lo, k_hi) for _ in range(10)]
         if k_lo <= 0 <= k_hi:
             ks.append(0)
-        for k in ks:
-            exact = Decimal(str(of)) * k
-            for v in (float(exact), k * of, round(k * of, 12)):
-                if integer and v != int(v):
-                    continue
-                if _is_multiple(v, of) and (ok is None or ok(v)):
-                    return int(v) if integer else v
+        # Prefer the exact decimal (0.7, not 0.7000000000000001) when jsonschema accepts it.
+        candidates = [float(Decimal(str(of)) * k) for k in ks]
+        candidates += [k * of for k in ks] + [round(k * of, 12) for k in ks]
+        for v in candidates:
+            if integer and v != int(v):
+                continue
+            if _is_multiple(v, of) and (ok is None or ok(v)):
+                return int(v) if integer else v
         return None

@@ -232,9 +232,7 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             self.send_header(name, value)
 
-    def _send_body(
-        self, status: int, body: bytes, content_type: str, headers: Mapping[str, str] = {}
-    ) -> None:
+    def _send_body(self, status: int, body: bytes, content_type: str, headers: Mapping[str, str] = {}) -> None:
         self._start(status, content_type, headers)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -389,16 +387,12 @@ class _Handler(BaseHTTPRequestHandler):
             include_usage=bool((data.get("stream_options") or {}).get("include_usage"))
             if isinstance(data.get("stream_options"), dict)
             else False,
-            prompt_tokens=sum(
-                _tokens(json.dumps(m.get("content", ""))) + 3 for m in messages if isinstance(m, dict)
-            ),
+            prompt_tokens=sum(_tokens(json.dumps(m.get("content", ""))) + 3 for m in messages if isinstance(m, dict)),
         )
         try:
             queued = self.gw._next_reply(schema, reply.request_seed)
         except DocumentGenerationError as exc:
-            self._error(
-                400, f"Cannot generate a document for this response_format: {exc}", param="response_format"
-            )
+            self._error(400, f"Cannot generate a document for this response_format: {exc}", param="response_format")
             return
         if isinstance(queued, _Raw):
             reply.raw = queued.text
@@ -565,9 +559,7 @@ class _Handler(BaseHTTPRequestHandler):
             return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
 
         items = [(event(chunk({"role": "assistant", "content": ""})), 0.0)]
-        items += [
-            (event(chunk({"content": piece})), gw.op_delay / 4) for piece in _split_pieces(content, rng)
-        ]
+        items += [(event(chunk({"content": piece})), gw.op_delay / 4) for piece in _split_pieces(content, rng)]
         items.append((event(chunk({}, finish)), 0.0))
         if reply.include_usage:
             usage_chunk = chunk({}, usage=self._usage(reply, content))
