@@ -270,7 +270,7 @@ class IncrementalJSONParser:
         start = i
         if self._escape_pending:  # the backslash ended the previous piece
             if text[i] not in _ESCAPABLE:
-                self._fail(self._offset + i, f"invalid escape '\\{text[i]}' in a string")
+                self._fail(self._offset - 1, f"invalid escape '\\{text[i]}' in a string")
             self._escape_pending = False
             i += 1
         search = _STRING_STOP.search

@@ -96,9 +96,7 @@ def _index(segment: str, length: int, pointer: str, *, insert: bool) -> int:
         raise PatchError(f"cannot apply {pointer!r}: segment {segment!r} is {why}")
     index = int(segment) if len(segment) < 19 else length + 1
     if index > length or (index == length and not insert):
-        raise PatchError(
-            f"cannot apply {pointer!r}: index {segment} is out of range for an array of length {length}"
-        )
+        raise PatchError(f"cannot apply {pointer!r}: index {segment} is out of range for an array of length {length}")
     return index
 
 
@@ -110,9 +108,7 @@ def _child(node: Any, segment: str, pointer: str) -> Any:
             raise PatchError(f"cannot apply {pointer!r}: key {segment!r} does not exist") from None
     if isinstance(node, list):
         return node[_index(segment, len(node), pointer, insert=False)]
-    raise PatchError(
-        f"cannot apply {pointer!r}: segment {segment!r} is inside a {_kind(node)}, not an object or array"
-    )
+    raise PatchError(f"cannot apply {pointer!r}: segment {segment!r} is inside a {_kind(node)}, not an object or array")
 
 
 def _parent(doc: Any, segments: tuple[str, ...], pointer: str) -> Any:
@@ -150,9 +146,7 @@ def apply_add(doc: Any, path: str, value: Any) -> Any:
         else:
             parent.insert(_index(last, len(parent), path, insert=True), value)
     else:
-        raise PatchError(
-            f"cannot add at {path!r}: the parent of {last!r} is a {_kind(parent)}, not an object or array"
-        )
+        raise PatchError(f"cannot add at {path!r}: the parent of {last!r} is a {_kind(parent)}, not an object or array")
     return doc
 
 

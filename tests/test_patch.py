@@ -22,9 +22,7 @@ from dottxt.patch import (
 
 # Keys deliberately include the two characters RFC 6901 escapes.
 keys = st.text(alphabet=st.sampled_from("ab/~0 é😀-"), max_size=6) | st.text(max_size=8)
-scalars = (
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
-)
+scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
 json_values = st.recursive(
     scalars,
     lambda children: st.lists(children, max_size=5) | st.dictionaries(keys, children, max_size=5),
@@ -176,9 +174,7 @@ def test_op_add_object_member() -> None:
 
 
 def test_op_add_array_element_shifts_the_rest() -> None:
-    assert apply_op({"xs": ["a", "c"]}, {"op": "add", "path": "/xs/1", "value": "b"}) == {
-        "xs": ["a", "b", "c"]
-    }
+    assert apply_op({"xs": ["a", "c"]}, {"op": "add", "path": "/xs/1", "value": "b"}) == {"xs": ["a", "b", "c"]}
 
 
 def test_op_add_whole_array_value_is_one_element() -> None:
@@ -247,7 +243,7 @@ def test_op_move_to_the_same_location_changes_nothing() -> None:
 
 @pytest.mark.parametrize(("source", "target"), [("/a", "/a/b"), ("/a", "/a/b/c"), ("", "/a")])
 def test_op_move_into_its_own_child_fails(source: str, target: str) -> None:
-    doc = {"a": {"b": {}}}
+    doc: dict[str, Any] = {"a": {"b": {}}}
     with pytest.raises(PatchError, match="own child"):
         apply_op(doc, {"op": "move", "from": source, "path": target})
     assert doc == {"a": {"b": {}}}
