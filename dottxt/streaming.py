@@ -10,6 +10,7 @@ response.
 from __future__ import annotations
 
 import json
+import json.scanner
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from .errors import (
     StreamDecodeError,
     patch_stream_error,
 )
-from .patch import apply_op, decode_path, parse_pointer
+from .patch import _segments, apply_op, decode_path, parse_pointer
 from .schemas import OutputSchema
 from .transport import interrupt_response
 
@@ -107,11 +108,7 @@ class PatchEvent:
     def is_leaf(self) -> bool:
         """True for an `add` of a non-container value below the root (0, "", False, None included)."""
         op = self.op
-        return (
-            op.get("op") == "add"
-            and op.get("path", "") != ""
-            and not isinstance(op.get("value"), (dict, list))
-        )
+        return op.get("op") == "add" and op.get("path", "") != "" and not isinstance(op.get("value"), (dict, list))
 
 
 PatchEvent.snapshot = _LazySnapshot()  # type: ignore[assignment,method-assign]
@@ -130,6 +127,68 @@ def _decoded_path(document: Any, segments: list[str]) -> tuple[str | int, ...]:
             out.append(segment)
             node = node.get(segment) if isinstance(node, dict) else None
     return tuple(out)
+
+
+def _add_fast(builder: _DocumentBuilder, segments: tuple[str, ...], value: Any) -> tuple[str | int, ...] | None:
+    """The hot path of the stream: one `add`, one walk, the decoded path returned.
+
+    Returns None, changing nothing, whenever anything is unusual (a missing
+    parent, a bad index, a scalar parent): the caller then takes the general
+    path in `dottxt.patch`, which raises the precise PatchError.
+    """
+    if not segments:
+        builder._document = value
+        return ()
+    node = builder._document
+    indices: list[tuple[int, int]] | None = None  # (depth, index) where a segment names a list item
+    last = len(segments) - 1
+    for depth in range(last):
+        segment = segments[depth]
+        if type(node) is dict:
+            node = node.get(segment, _MISSING)
+        elif type(node) is list:
+            index = _list_index(segment)
+            if index < 0 or index >= len(node):
+                return None
+            node = node[index]
+            if indices is None:
+                indices = []
+            indices.append((depth, index))
+        else:
+            return None
+    segment = segments[last]
+    if type(node) is dict:
+        node[segment] = value
+    elif type(node) is list:
+        size = len(node)
+        index = size if segment == "-" else _list_index(segment)
+        if index == size:
+            node.append(value)
+        elif 0 <= index < size:
+            node.insert(index, value)
+        else:
+            return None
+        if indices is None:
+            indices = []
+        indices.append((last, index))
+    else:
+        return None
+    if indices is None:
+        return segments
+    path: list[str | int] = list(segments)
+    for depth, index in indices:
+        path[depth] = index
+    return tuple(path)
+
+
+def _list_index(segment: str) -> int:
+    """The index an RFC 6901 array segment names, or -1 when it names none ("01", "-", "x")."""
+    if segment.isdigit() and segment.isascii() and (segment[0] != "0" or len(segment) == 1):
+        return int(segment)
+    return -1
+
+
+_MISSING: Any = object()
 
 
 class _DocumentBuilder:
@@ -151,19 +210,21 @@ class _DocumentBuilder:
 
     def apply(self, op: dict[str, Any]) -> PatchEvent:
         """Apply one op (already checked for shape); return its event. PatchError if it cannot apply."""
-        kind = op["op"]
         pointer = op["path"]
         with self._lock:
-            self._document = apply_op(self._document, op)
-            path = decode_path(self._document, pointer) if kind != "remove" else tuple(parse_pointer(pointer))
+            path = None
+            if op["op"] == "add":
+                value = op["value"]
+                if type(value) is dict or type(value) is list:
+                    value = copy_json(value) if value else type(value)()  # never alias the op's value
+                path = _add_fast(self, _segments(pointer), value)
+            if path is None:  # not an add, or an add the fast path declined: the general (checking) path
+                self._document = apply_op(self._document, op)
+                path = decode_path(self._document, pointer) if op["op"] != "remove" else tuple(_segments(pointer))
             index = len(self._ops)
             self._ops.append(op)
         event = object.__new__(PatchEvent)
-        state = event.__dict__
-        state["op"] = op
-        state["_source"] = self
-        state["_index"] = index
-        state["_path"] = path
+        event.__dict__.update(op=op, _source=self, _index=index, _path=path)
         return event
 
     def document(self) -> Any:
@@ -181,6 +242,21 @@ class _DocumentBuilder:
         for op in ops:
             document = apply_op(document, op)
         return document
+
+
+_scan_once = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[no-untyped-call]
+
+
+def _decode_line(line: bytes) -> Any:
+    """Decode one JSON line: the C scanner directly, `json.loads` only to word an error."""
+    text = line.decode("utf-8")
+    try:
+        value, end = _scan_once(text, 0)
+    except StopIteration:
+        return json.loads(text)  # leading whitespace, or invalid: let json say which
+    if end != len(text) and not text[end:].isspace():
+        return json.loads(text)  # raises "Extra data"
+    return value
 
 
 def _check_op(data: Any) -> dict[str, Any] | None:
@@ -320,11 +396,20 @@ class _Pipeline:
         response = self._open()
         if response is None:
             return
+        reader = _LineReader(self.max_line_bytes)
+        event_for = self._event_for
         line_number = 0
         try:
-            for line in iter_lines(response, self.max_line_bytes):
+            for chunk in read_chunks(response):
+                for line in reader.feed(chunk):
+                    line_number += 1
+                    event = event_for(line, line_number, response)
+                    if event is not None:
+                        yield event
+            last = reader.finish()
+            if last is not None:
                 line_number += 1
-                event = self._event_for(line, line_number, response)
+                event = event_for(last, line_number, response)
                 if event is not None:
                     yield event
         except GeneratorExit:
@@ -364,10 +449,10 @@ class _Pipeline:
 
     def _event_for(self, line: bytes, line_number: int, response: requests.Response) -> PatchEvent | None:
         """Decode and apply one line; None for lines that carry no op."""
-        if not line.strip():
+        if not line or line.isspace():
             return None
         try:
-            data = json.loads(line)
+            data = _decode_line(line)
             op = _check_op(data)
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise StreamDecodeError(
@@ -408,9 +493,7 @@ class _Pipeline:
                 document=document,
             )
         if isinstance(exc, (urllib3.exceptions.HTTPError, requests.exceptions.RequestException, OSError)):
-            return APIConnectionError(
-                f"the connection dropped mid-stream after {count} ops ({exc})", document=document
-            )
+            return APIConnectionError(f"the connection dropped mid-stream after {count} ops ({exc})", document=document)
         return exc
 
 
@@ -439,8 +522,12 @@ class PatchStream:
         self._result: Any = None
         self._has_result = False
 
-    def __iter__(self) -> PatchStream:
-        return self
+    def __iter__(self) -> Iterator[PatchEvent]:
+        # The generator itself, so a `for` loop pays for no extra layer; it holds no
+        # reference to this object, and closes the connection when it is dropped.
+        if self._events is None:
+            self._events = self._pipeline.events()
+        return self._events
 
     def __next__(self) -> PatchEvent:
         if self._events is None:
@@ -452,12 +539,6 @@ class PatchStream:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    def __del__(self) -> None:
-        try:
-            self._pipeline.close()
-        except Exception:  # never raise from a finalizer
-            pass
 
     def __repr__(self) -> str:
         pipeline = self._pipeline
