@@ -244,7 +244,7 @@ class _DocumentBuilder:
         return document
 
 
-_scan_once = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[no-untyped-call]
+_scan_once = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 
 
 def _decode_line(line: bytes) -> Any:
