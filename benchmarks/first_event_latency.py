@@ -88,7 +88,7 @@ def measure(consumer: Callable[[int], Iterator[object]], chunked: bool) -> list[
     for _ in consumer(port):
         arrived.append(time.perf_counter())
     thread.join()
-    return [(a - s) * 1e3 for a, s in zip(arrived, sent)]
+    return [(a - s) * 1e3 for a, s in zip(arrived, sent, strict=True)]
 
 
 def report(name: str, latencies: list[float]) -> float:
