@@ -201,6 +201,8 @@ class _DocumentBuilder:
     def __init__(self) -> None:
         self._document: Any = None
         self._ops: list[dict[str, Any]] = []
+        self._cursor = -1  # the op index the cursor document has been replayed to
+        self._cursor_document: Any = None
         self._lock = threading.Lock()
 
     @property
@@ -233,15 +235,22 @@ class _DocumentBuilder:
             return copy_json(self._document)
 
     def snapshot_at(self, index: int) -> Any:
-        """A copy of the document as it was right after op `index`."""
+        """A copy of the document as it was right after op `index`.
+
+        The latest one is copied from the live document. An older one is
+        replayed on a private cursor document that only moves forward, so a
+        consumer reading snapshots in order while the stream runs ahead pays
+        one op and one copy per read, not a replay from the start.
+        """
         with self._lock:
             if index == len(self._ops) - 1:
                 return copy_json(self._document)
-            ops = self._ops[: index + 1]
-        document: Any = None
-        for op in ops:
-            document = apply_op(document, op)
-        return document
+            if index < self._cursor:
+                self._cursor, self._cursor_document = -1, None
+            for position in range(self._cursor + 1, index + 1):
+                self._cursor_document = apply_op(self._cursor_document, self._ops[position])
+            self._cursor = index
+            return copy_json(self._cursor_document)
 
 
 _scan_once = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]

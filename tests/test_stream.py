@@ -332,7 +332,11 @@ def test_non_2xx_is_a_patch_stream_error_and_a_status_error(serve):
         with pytest.raises(PatchStreamError) as info:
             next(stream)
         assert isinstance(info.value, RateLimitError)
-        assert (info.value.status_code, info.value.message, info.value.request_id) == (429, "slow down", "req-9")
+        assert (info.value.status_code, info.value.message, info.value.request_id) == (
+            429,
+            "slow down",
+            "req-9",
+        )
         assert "slow down" in info.value.body
         with pytest.raises(PatchStreamError):
             stream.result()
@@ -471,3 +475,22 @@ def test_fold_ops_with_apply_add_gives_back_the_document(serve):
         for event in stream_of(client, response_format={"type": "object"}):
             doc = apply_add(doc, event.op["path"], event.op["value"])
     assert doc == document
+
+
+def test_reading_old_snapshots_in_order_replays_each_op_once(serve, monkeypatch):
+    """A consumer behind the stream pays one op per snapshot read, not a replay from the start."""
+    document = {"items": list(range(300))}
+    with client_for(serve, send_all(ndjson(*ops_from_document(document)))) as client:
+        events = list(stream_of(client, response_format={"type": "object"}))
+    applied = {"n": 0}
+    real = dottxt.streaming.apply_op
+
+    def counting(doc, op):  # type: ignore[no-untyped-def]
+        applied["n"] += 1
+        return real(doc, op)
+
+    monkeypatch.setattr(dottxt.streaming, "apply_op", counting)
+    for i, event in enumerate(events[:-1]):
+        assert event.snapshot == ({"items": list(range(i - 1))} if i else {})
+    assert applied["n"] == len(events) - 1
+    assert events[5].snapshot == {"items": [0, 1, 2, 3]}  # read out of order: still right
