@@ -293,9 +293,7 @@ class DotTxt:
             seed=seed,
             extra=extra,
         )
-        response = self._transport.request(
-            "POST", "chat/completions", json=body, timeout=_check_timeout(timeout)
-        )
+        response = self._transport.request("POST", "chat/completions", json=body, timeout=_check_timeout(timeout))
         completion = ChatCompletion.model_validate(_json_of(response))
         if not completion.choices:
             from .errors import InvalidOutputError
@@ -333,9 +331,9 @@ class DotTxt:
             extra=extra,
         )
         checked_timeout = _check_timeout(timeout)
-        if self.patch_source == "sse":
-            return self._sse_stream(body, output, model, checked_timeout, max_line_bytes)
-        body["stream"] = "patch"
+        sse = self.patch_source == "sse"
+        body["stream"] = True if sse else "patch"
+        accept = "text/event-stream" if sse else "application/x-ndjson"
         transport = self._transport
 
         def open_response(cancel: threading.Event) -> requests.Response:
@@ -346,7 +344,7 @@ class DotTxt:
                 timeout=checked_timeout,
                 stream=True,
                 cancel=cancel,
-                headers={"Accept": "application/x-ndjson", "Accept-Encoding": "identity"},
+                headers={"Accept": accept, "Accept-Encoding": "identity"},
             )
 
         return PatchStream(
@@ -355,13 +353,8 @@ class DotTxt:
             model=model,
             release=transport.release,
             max_line_bytes=max_line_bytes,
+            sse=sse,
         )
-
-    def _sse_stream(
-        self, body: dict[str, Any], output: OutputSchema, model: str, timeout: Timeout, max_line_bytes: int
-    ) -> PatchStream:
-        """`stream()` against a server without patch mode: ops derived from SSE token deltas."""
-        raise NotImplementedError("patch_source='sse' is not available yet")
 
     def stream_in_background(
         self,

@@ -30,8 +30,10 @@ from .errors import (
     StreamDecodeError,
     patch_stream_error,
 )
+from .incremental import IncrementalJSONParser
 from .patch import _segments, apply_op, decode_path, parse_pointer
 from .schemas import OutputSchema
+from .sse import DONE, iter_sse_data
 from .transport import interrupt_response
 
 __all__ = ["PatchEvent", "PatchStream", "DEFAULT_MAX_LINE_BYTES", "copy_json", "iter_lines"]
@@ -378,10 +380,13 @@ class _Pipeline:
         open_response: Callable[[threading.Event], requests.Response],
         release: Callable[[requests.Response], None],
         max_line_bytes: int,
+        sse: bool = False,
     ) -> None:
         self.open_response = open_response
         self.release = release
         self.max_line_bytes = max_line_bytes
+        self.sse = sse
+        self.finish_reason: str | None = None  # what an SSE stream's last chunk said
         self.builder = _DocumentBuilder()
         self.response: requests.Response | None = None
         self.cancel = threading.Event()
@@ -409,6 +414,10 @@ class _Pipeline:
         event_for = self._event_for
         line_number = 0
         try:
+            if self.sse:
+                for op in self._sse_ops(response):
+                    yield self._apply(op, None, None)
+                return
             for chunk in read_chunks(response):
                 for line in reader.feed(chunk):
                     line_number += 1
@@ -426,7 +435,7 @@ class _Pipeline:
         except Exception as exc:
             if self.cancel.is_set():
                 return  # closed by us: the read error is our own interrupt, not a failure
-            error = self._translate(exc, line_number + 1)
+            error = self._translate(exc, None if self.sse else line_number + 1)
             self.error = error
             if error is exc:
                 raise
@@ -480,14 +489,54 @@ class _Pipeline:
                     request_id=response.headers.get("x-request-id"),
                 )
             return None
+        return self._apply(op, line_number, line)
+
+    def _apply(self, op: dict[str, Any], line_number: int | None, line: bytes | None) -> PatchEvent:
         try:
             return self.builder.apply(op)
         except PatchError as exc:
+            where = f"line {line_number}: " if line_number is not None else ""
             raise StreamDecodeError(
-                f"line {line_number}: cannot apply op: {exc}", line_number=line_number, line=_shorten(line)
+                f"{where}cannot apply op: {exc}",
+                line_number=line_number,
+                line=_shorten(line if line is not None else json.dumps(op)),
             ) from exc
 
-    def _translate(self, exc: Exception, line_number: int) -> Exception:
+    def _sse_ops(self, response: requests.Response) -> Iterator[dict[str, Any]]:
+        """Ops derived from an OpenAI-style SSE stream: token deltas through the incremental parser."""
+        parser = IncrementalJSONParser()
+        for data in iter_sse_data(iter_lines(response, self.max_line_bytes)):
+            if data.strip() == DONE:
+                break
+            try:
+                chunk = json.loads(data)
+            except ValueError as exc:
+                raise StreamDecodeError(f"an SSE event is not JSON: {exc}", line=_shorten(data)) from exc
+            if not isinstance(chunk, dict):
+                continue
+            if chunk.get("error") is not None and not chunk.get("choices"):
+                error = chunk["error"]
+                message = error.get("message") if isinstance(error, dict) else str(error)
+                raise PatchStreamError(
+                    response.status_code,
+                    data,
+                    message=f"the server reported an error mid-stream: {message}",
+                    request_id=response.headers.get("x-request-id"),
+                )
+            choices = chunk.get("choices")
+            if not choices or not isinstance(choices[0], dict):
+                continue
+            choice = choices[0]
+            delta = choice.get("delta")
+            content = delta.get("content") if isinstance(delta, dict) else None
+            if content:
+                yield from parser.feed(content)
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+        if self.finish_reason != "length":  # cut by max_tokens: result() says "truncated" instead
+            yield from parser.close()
+
+    def _translate(self, exc: Exception, line_number: int | None) -> Exception:
         """Map a failure while reading to the SDK's errors, all carrying the document so far."""
         document = self.builder.document()
         count = self.builder.count
@@ -523,8 +572,9 @@ class PatchStream:
         model: str | None = None,
         release: Callable[[requests.Response], None] | None = None,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        sse: bool = False,
     ) -> None:
-        self._pipeline = _Pipeline(open_response, release or _close_response, max_line_bytes)
+        self._pipeline = _Pipeline(open_response, release or _close_response, max_line_bytes, sse)
         self._output = output
         self._model = model
         self._events: Iterator[PatchEvent] | None = None
@@ -588,9 +638,14 @@ class PatchStream:
                 raise pipeline.error
             if pipeline.builder.count == 0:
                 raise InvalidOutputError(
-                    "the stream ended before any patch op arrived", model=self._model, raw_output=""
+                    "the stream ended before any patch op arrived",
+                    model=self._model,
+                    raw_output="",
+                    finish_reason=pipeline.finish_reason,
                 )
-            self._result = self._output.validate(pipeline.builder.document(), model=self._model)
+            self._result = self._output.validate(
+                pipeline.builder.document(), model=self._model, finish_reason=pipeline.finish_reason
+            )
             self._has_result = True
         return self._result
 
