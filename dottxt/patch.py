@@ -113,8 +113,9 @@ def _child(node: Any, segment: str, pointer: str) -> Any:
 
 def _parent(doc: Any, segments: tuple[str, ...], pointer: str) -> Any:
     node = doc
-    for k in range(len(segments) - 1):
-        node = _child(node, segments[k], pointer)
+    for segment in segments[:-1]:
+        # The common case (an existing key) without a call; _child handles the rest and the errors.
+        node = node[segment] if type(node) is dict and segment in node else _child(node, segment, pointer)
     return node
 
 
@@ -268,21 +269,28 @@ def decode_path(doc: Any, path: str | Sequence[str]) -> tuple[str | int, ...]:
     `("steps", 2)`. Only the containers along the path are inspected, so it also
     works after a `remove`. `path` is a pointer string or `parse_pointer`'s list.
     """
-    segments = _segments(path) if isinstance(path, str) else tuple(path)
-    pointer = path if isinstance(path, str) else format_pointer(path)
+    if isinstance(path, str):
+        pointer, segments = path, _segments(path)
+    else:
+        pointer, segments = format_pointer(path), tuple(path)
     decoded: list[str | int] = []
     node = doc
     last = len(segments) - 1
     for k, segment in enumerate(segments):
-        if isinstance(node, list):
-            index = len(node) - 1 if segment == "-" else _index(segment, len(node), pointer, insert=True)
-            decoded.append(index)
-        elif isinstance(node, dict):
+        if isinstance(node, dict):
             decoded.append(segment)
+            if k < last:
+                node = node[segment] if segment in node else _child(node, segment, pointer)
+        elif isinstance(node, list):
+            if segment == "-" and k == last:
+                index = len(node) - 1
+            else:
+                index = _index(segment, len(node), pointer, insert=k == last)
+            decoded.append(index)
+            if k < last:
+                node = node[index]
         else:
             raise PatchError(f"cannot decode {pointer!r}: segment {segment!r} is inside a {_kind(node)}")
-        if k < last:
-            node = _child(node, segment, pointer)
     return tuple(decoded)
 
 

@@ -371,9 +371,10 @@ def test_decode_path_works_after_a_remove() -> None:
     assert decode_path(doc, "/xs/2") == ("xs", 2)
 
 
-def test_decode_path_below_a_scalar_fails() -> None:
+@pytest.mark.parametrize("path", ["/a/b", "/xs/-/b", "/xs/5/b", "/xs/01", "/missing/b"])
+def test_decode_path_fails_where_the_path_cannot_exist(path: str) -> None:
     with pytest.raises(PatchError):
-        decode_path({"a": 1}, "/a/b")
+        decode_path({"a": 1, "xs": [{"b": 1}]}, path)
 
 
 # --- ops_from_document ------------------------------------------------------------
