@@ -10,9 +10,8 @@ own thread, so the operator's thinking time and the model's writing time overlap
   running, and the reply is discarded, never shown to the customer.
 
 What to watch for: the question appears before the reply exists; after your
-answer, a line lists the fields that had arrived by then (more, the
-longer you took); on `n`
-the reply text is never printed.
+answer, a line lists the fields that had arrived by then (the longer you take,
+the more); on `n` the reply text is never printed.
 
     DOTTXT_API_KEY=... python examples/stream_hitl_approval.py
     echo n | python examples/stream_hitl_approval.py
