@@ -82,8 +82,8 @@ def create_app(client: DotTxt | None = None) -> Flask:
         try:
             with stream:  # closes the upstream connection however this generator ends
                 for event in stream:
-                    yield sse(event.op)
                     sent += 1
+                    yield sse(event.op)
                 ticket = stream.result()
             yield sse(ticket.model_dump(), event="done")
         except DotTxtError as exc:
