@@ -208,6 +208,8 @@ def _env(base_url: str, extra: tuple[tuple[str, str], ...] = ()) -> dict[str, st
         XDG_CONFIG_HOME=str(EXAMPLES / "no-such-config-dir"),  # never read a real `dottxt login` key
         PYTHONIOENCODING="utf-8",
         PYTHONUNBUFFERED="1",
+        # The checkout's dottxt, as the in-process tests use, even when an older copy is installed.
+        PYTHONPATH=os.pathsep.join(filter(None, [str(EXAMPLES.parent), os.environ.get("PYTHONPATH")])),
     )
     env.update(extra)
     return env
