@@ -139,7 +139,7 @@ class BackgroundStream:
         self._done = threading.Event()
         self._result: Any = None
         self._error: BaseException | None = None
-        self._iterated_to_end = False
+        self._sentinel_put = threading.Event()  # the worker's last act: the queue gets nothing more
         # Daemon: a worker stuck in a user callback (or a server that never answers
         # the request) must not keep the interpreter from exiting; the worker holds
         # nothing that needs flushing, and it always ends with its stream otherwise.
@@ -172,6 +172,7 @@ class BackgroundStream:
             self._finish(value, error)
         finally:
             self._put_sentinel()
+            self._sentinel_put.set()
 
     def _deliver(self, event: PatchEvent) -> None:
         """Hand one event to the queue, then to the callbacks, on the worker thread."""
@@ -312,10 +313,12 @@ class BackgroundStream:
 
         Only one consumer may read the events: iterate, or read `.queue`, not both.
         """
-        if not self._iterated_to_end:
-            while (event := self.queue.get()) is not None:
-                yield event
-            self._iterated_to_end = True
+        q = self.queue
+        while not (self._sentinel_put.is_set() and q.empty()):  # a second loop ends at once
+            event = q.get()
+            if event is None:
+                break
+            yield event
         if self._error is not None:
             raise self._error
 
