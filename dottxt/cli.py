@@ -353,9 +353,12 @@ def _client(api_key: str | None = None, source: str | None = None) -> DotTxt:
 
     if api_key is None:
         api_key, source = _key_and_source()
-    if api_key:
-        _redactor.secrets.add(api_key)
-    client = DotTxt(api_key=api_key)  # ValueError naming every place a key can come from
+    if not api_key:
+        from .credentials import credentials_path
+
+        raise CLIError(f"no API key: set DOTTXT_API_KEY, or run `dottxt login` to store one in {credentials_path()}")
+    _redactor.secrets.add(api_key)
+    client = DotTxt(api_key=api_key)
     log = _log()
     log.debug("base URL: %s", client.base_url)
     log.debug("API key: from %s (value redacted)", source)
@@ -489,7 +492,8 @@ def _cmd_login(args: argparse.Namespace) -> int:
     if args.json:
         _emit_json({"status": "ok", "credentials_file": str(path), "models": count})
     else:
-        _emit(f"Logged in: the key from {source} works ({count} models) and is stored in {path}")
+        models = f"{count} model{'' if count == 1 else 's'}"
+        _emit(f"Logged in: the key from {source} works ({models} available) and is stored in {path}")
     return EXIT_OK
 
 
