@@ -128,15 +128,24 @@ def _log() -> logging.Logger:
     return logging.getLogger("dottxt.cli")
 
 
+_VERBOSE_LOGGERS = ("dottxt", "urllib3")
+
+
 def _enable_verbose() -> None:
-    """Send the SDK's ("dottxt") and urllib3's diagnostics to stderr, key redacted."""
+    """Send the SDK's ("dottxt") and urllib3's diagnostics to stderr, key redacted.
+
+    Idempotent: a second `main()` in the same process replaces the handler instead of adding one.
+    """
     import logging
 
     handler = logging.StreamHandler(sys.stderr)
+    handler.set_name("dottxt-cli-verbose")
     handler.setFormatter(logging.Formatter(f"{PROG}: [%(relativeCreated)5.0f ms] %(message)s"))
     handler.addFilter(_redactor)
-    for name in ("dottxt", "urllib3"):
+    for name in _VERBOSE_LOGGERS:
         logger = logging.getLogger(name)
+        for old in [h for h in logger.handlers if h.get_name() == handler.get_name()]:
+            logger.removeHandler(old)
         logger.setLevel(logging.DEBUG)
         logger.addHandler(handler)
 
