@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .async_client import AsyncDotTxt
+    from .background import BackgroundStream
     from .client import DotTxt
     from .errors import (
         APIConnectionError,
@@ -45,6 +47,8 @@ if TYPE_CHECKING:
 __all__ = [
     "__version__",
     "DotTxt",
+    "AsyncDotTxt",
+    "BackgroundStream",
     "PatchEvent",
     "PatchStream",
     "apply_add",
@@ -74,6 +78,8 @@ __all__ = [
 #: Where each lazily imported public name lives (module relative to this package).
 _LAZY: dict[str, str] = {
     "DotTxt": "client",
+    "AsyncDotTxt": "async_client",
+    "BackgroundStream": "background",
     "PatchEvent": "streaming",
     "PatchStream": "streaming",
     "apply_add": "patch",

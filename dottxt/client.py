@@ -354,6 +354,7 @@ class DotTxt:
             release=transport.release,
             max_line_bytes=max_line_bytes,
             sse=sse,
+            max_tokens=max_tokens,
         )
 
     def stream_in_background(

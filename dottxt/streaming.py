@@ -573,10 +573,12 @@ class PatchStream:
         release: Callable[[requests.Response], None] | None = None,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         sse: bool = False,
+        max_tokens: int | None = None,
     ) -> None:
         self._pipeline = _Pipeline(open_response, release or _close_response, max_line_bytes, sse)
         self._output = output
         self._model = model
+        self._max_tokens = max_tokens
         self._events: Iterator[PatchEvent] | None = None
         self._result: Any = None
         self._has_result = False
@@ -643,9 +645,15 @@ class PatchStream:
                     raw_output="",
                     finish_reason=pipeline.finish_reason,
                 )
-            self._result = self._output.validate(
-                pipeline.builder.document(), model=self._model, finish_reason=pipeline.finish_reason
-            )
+            try:
+                self._result = self._output.validate(
+                    pipeline.builder.document(), model=self._model, finish_reason=pipeline.finish_reason
+                )
+            except InvalidOutputError as exc:
+                if self._max_tokens is not None and pipeline.finish_reason is None:
+                    exc.message = f"{exc.message} (the answer may have been cut off by max_tokens={self._max_tokens})"
+                    exc.args = (exc.message,)
+                raise
             self._has_result = True
         return self._result
 

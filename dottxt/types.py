@@ -11,6 +11,7 @@ __all__ = [
     "Record",
     "Model",
     "ModelPage",
+    "CompletionUsage",
     "ChatCompletionMessage",
     "Choice",
     "ChatCompletion",
@@ -61,6 +62,14 @@ class ModelPage(Record):
         return self.data[index]
 
 
+class CompletionUsage(Record):
+    """Token counts of a completion."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+
+
 class ChatCompletionMessage(Record):
     """The assistant's message; `content` holds the JSON text for structured output."""
 
@@ -84,7 +93,7 @@ class ChatCompletion(Record):
     created: int | None = None
     model: str | None = None
     choices: list[Choice] = []
-    usage: dict[str, Any] | None = None
+    usage: CompletionUsage | None = None
 
 
 class ChoiceDelta(Record):
@@ -110,3 +119,4 @@ class ChatCompletionChunk(Record):
     created: int | None = None
     model: str | None = None
     choices: list[ChunkChoice] = []
+    usage: CompletionUsage | None = None
