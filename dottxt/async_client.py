@@ -86,9 +86,12 @@ class _LoopBackgroundStream(BackgroundStream):
         self._loop = loop
         self._sink = sink
         self._finished = finished
+        self.delivered_any = False  # an event arrived: the response is open, so close() interrupts it
         super().__init__(stream)
 
     def _put(self, item: PatchEvent | None) -> bool:
+        if item is not None:
+            self.delivered_any = True
         try:
             self._loop.call_soon_threadsafe(self._sink.put_nowait, item)
         except RuntimeError:  # the loop is closed: nobody will read the rest
@@ -170,10 +173,18 @@ class AsyncPatchStream:
             self._stream.close()
 
     async def aclose(self) -> None:
-        """Close the connection now and wait (without blocking the loop) for the worker thread to end."""
+        """Close the connection now and wait (without blocking the loop) for the worker thread to end.
+
+        Once an event has arrived the close interrupts the worker's read, so the
+        wait is microseconds. Before that the worker may still be waiting for
+        the response headers, which nothing can interrupt: then aclose() does
+        not wait, and the worker drops the response the moment it arrives (or
+        at the read timeout).
+        """
         self._closed = True
         self._cancel()
-        if self._finished is not None:
+        worker = self._worker
+        if self._finished is not None and worker is not None and worker.delivered_any:
             await self._finished.wait()  # set right after the worker's last hand-over
 
     def __del__(self) -> None:

@@ -404,6 +404,32 @@ def test_cancelling_a_bare_async_for_closes_it(stalling: Callable[..., Any]) -> 
     run(main)
 
 
+def test_aclose_before_the_server_answers_does_not_wait_for_it() -> None:
+    """Nothing can interrupt a wait for response headers: aclose() returns anyway, the worker follows."""
+    arrived = threading.Event()
+    disconnected = threading.Event()
+
+    def handler(conn: RawConnection) -> None:
+        arrived.set()
+        if conn.wait_for_disconnect(WAIT):  # never answers
+            disconnected.set()
+
+    async def main(base_url: str) -> None:
+        async with AsyncDotTxt(api_key="k", base_url=base_url, max_retries=0, timeout=(WAIT, 0.3)) as client:
+            stream = stream_of(client, {"type": "object"})
+            await stream.__aenter__()
+            assert await asyncio.to_thread(arrived.wait, WAIT)
+            started = time.monotonic()
+            await stream.aclose()
+            assert time.monotonic() - started < 0.5
+            with pytest.raises(StreamCancelledError):
+                await stream.result()
+
+    with RawServer(handler) as server:
+        run(lambda: main(server.base_url))  # joins the worker: it ends at the 0.3 s read timeout
+        assert disconnected.wait(WAIT)
+
+
 def test_chat_chunk_stream_aclose_during_a_stall(gateway: FakeGateway, client_for: Callable[[], AsyncDotTxt]) -> None:
     gateway.stall_next_after(2)
 
