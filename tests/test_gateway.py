@@ -212,6 +212,8 @@ def test_body_that_is_not_json_is_400(gateway: FakeGateway, http: requests.Sessi
 def test_unknown_endpoint_and_wrong_method(gateway: FakeGateway, http: requests.Session) -> None:
     assert_error(http.get(f"{gateway.base_url}/embeddings", timeout=5), 404, "/v1/embeddings")
     assert_error(http.get(f"{gateway.base_url}/chat/completions", timeout=5), 405, "GET")
+    unsupported = http.request("OPTIONS", f"{gateway.base_url}/models", timeout=5)
+    assert unsupported.status_code == 501 and unsupported.headers["x-request-id"]
 
 
 # --------------------------------------------------------------------------- plain
@@ -302,6 +304,20 @@ def test_sse_ascii_json_splits_escapes_and_surrogates() -> None:
         text = "".join(json.loads(p)["choices"][0]["delta"].get("content") or "" for p in payloads[:-1])
         assert text == json.dumps(DOC)
         assert "\\ud83d\\ude80" in text
+
+
+def test_sse_pieces_split_inside_escapes_and_surrogate_pairs() -> None:
+    doc = {"s": 'say "hi" \\ now 🚀' * 20}
+    for ascii_json, mark in ((False, "\\"), (True, "\\ud83d")):
+        with FakeGateway(ascii_json=ascii_json) as gw, requests.Session() as s:
+            gw.enqueue(doc)
+            payloads = sse_payloads(post(s, gw, chat_body(stream=True), stream=True))
+        pieces = [json.loads(p)["choices"][0]["delta"].get("content") or "" for p in payloads[1:-2]]
+        assert "".join(pieces) == json.dumps(doc, ensure_ascii=ascii_json)
+        assert any(p.endswith("\\") for p in pieces), "a piece ends inside an escape"
+        assert mark in "".join(pieces)
+        if ascii_json:
+            assert any(p.endswith(("\\ud83d", "\\ud83", "\\ud8", "\\u", "\\ude")) for p in pieces)
 
 
 def test_sse_usage_chunk_and_length(gateway: FakeGateway, http: requests.Session) -> None:
@@ -588,6 +604,13 @@ def test_close_leaves_no_threads_and_is_idempotent() -> None:
             requests.get(f"{gw.base_url}/models", timeout=5)
     finally:
         idle.close()
+
+
+def test_wait_closed() -> None:
+    gw = FakeGateway()
+    assert gw.wait_closed(0.01) is False
+    gw.close()
+    assert gw.wait_closed() is True
 
 
 def test_context_manager_closes() -> None:

@@ -187,6 +187,17 @@ class _Handler(BaseHTTPRequestHandler):
     request_id = ""
     _chunked = True
 
+    def handle_one_request(self) -> None:
+        self.request_id = ""
+        super().handle_one_request()
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        """Every response, even the base class's own errors, carries an x-request-id."""
+        super().send_response(code, message)
+        if not self.request_id:
+            self.request_id = self.gw._next_id("req_fake_")
+        self.send_header("x-request-id", self.request_id)
+
     def log_message(self, format: str, *args: Any) -> None:
         _log.debug("%s - %s", self.address_string(), format % args)
 
@@ -228,7 +239,6 @@ class _Handler(BaseHTTPRequestHandler):
     def _start(self, status: int, content_type: str, headers: Mapping[str, str] = {}) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("x-request-id", self.request_id)
         for name, value in headers.items():
             self.send_header(name, value)
 
@@ -603,6 +613,9 @@ def _check_response_format(response_format: Any) -> tuple[Any, str | None]:
 class FakeGateway:
     """A loopback .txt gateway on a real socket: `with FakeGateway() as gw: DotTxt(base_url=gw.base_url)`.
 
+    Pacing: before each patch op the gateway waits `op_delay` seconds, a string value
+    `op_delay * max(1, len(value) / 20)`, so early fields visibly arrive first; SSE
+    waits `op_delay / 4` per content piece. close() interrupts any wait.
     `stream_framing` picks how streamed bodies are framed: "chunked" (default;
     keep-alive) or "close" (`Connection: close`, the body ends when the socket
     does). `ascii_json=True` sends reply JSON with `\\uXXXX` escapes (surrogate pairs
@@ -817,9 +830,17 @@ class FakeGateway:
         self._thread.join()
         for thread in threads:
             thread.join(_JOIN_TIMEOUT)
+        with self._lock:  # only if a thread failed to finish in time: close its socket anyway
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
         self._server.server_close()
         self._wake_r.close()
         self._wake_w.close()
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Block until close() has been called (True), or `timeout` passed (False); for serve-until-Ctrl-C."""
+        return self._closed.wait(timeout)
 
     def __enter__(self) -> FakeGateway:
         return self
