@@ -102,12 +102,21 @@ class BackgroundStream:
     `"steps/*"` where `*` is exactly one segment), then once `on_complete(result)`
     (the validated, typed output) or `on_error(exc)`. A callback that raises
     stops the stream; its exception goes to `on_error` and out of `result()`.
-    A cancelled stream calls neither `on_complete` nor `on_error`.
+    A cancelled stream calls neither `on_complete` nor `on_error`. Whatever the
+    worker raises (BaseExceptions such as SystemExit included) is captured and
+    re-raised by `result()`, never printed by threading's excepthook.
 
     Every event is also put on `.queue` (the `queue.Queue` passed in, else a new
-    unbounded one), followed by `None` when the stream ends for any reason.
-    Iterating the BackgroundStream reads that same queue: use one consumer,
-    either a loop over the stream or `.queue`, not both.
+    unbounded one), followed by `None` when the stream ends for any reason. A
+    bounded queue applies back-pressure (the worker waits for room; nothing is
+    dropped); cancel() still ends the worker at once. Iterating the
+    BackgroundStream reads that same queue: use one consumer, either a loop
+    over the stream or `.queue`, not both.
+
+    cancel() interrupts a read blocked on a silent server at once. A worker
+    still waiting for the response headers cannot be interrupted: result()
+    raises StreamCancelledError at once, and the worker ends when the headers
+    arrive (dropping the response) or at the read timeout.
     """
 
     def __init__(
