@@ -358,8 +358,6 @@ def _key_and_source() -> tuple[str | None, str]:
 
 def _client(api_key: str | None = None, source: str | None = None) -> DotTxt:
     """A DotTxt client from the environment (or for `api_key`); the key is registered for redaction."""
-    from .client import DotTxt
-
     if api_key is None:
         api_key, source = _key_and_source()
     if not api_key:
@@ -367,6 +365,8 @@ def _client(api_key: str | None = None, source: str | None = None) -> DotTxt:
 
         raise CLIError(f"no API key: set DOTTXT_API_KEY, or run `dottxt login` to store one in {credentials_path()}")
     _redactor.secrets.add(api_key)
+    from .client import DotTxt
+
     client = DotTxt(api_key=api_key)
     log = _log()
     log.debug("base URL: %s", client.base_url)

@@ -38,6 +38,7 @@ MODEL = "dottxt/fake-model"
 OTHER_MODEL = "acme/tiny-model"
 SECRET = "sk-dottxt-VERY-SECRET-4242"
 TIMEOUT = 60.0  # an upper bound so that a broken CLI fails the test instead of hanging it
+LINE_TIMEOUT = 20.0  # how long a line the CLI should have flushed may take to show up (start-up included)
 PROMPT = "I was charged twice this month, please refund the duplicate."
 
 TICKET_SCHEMA: dict[str, Any] = {
@@ -87,7 +88,7 @@ def popen_cli(args: list[str], env: dict[str, str], **kwargs: Any) -> subprocess
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def read_line(stream: IO[bytes], timeout: float = TIMEOUT) -> bytes:
+def read_line(stream: IO[bytes], timeout: float = LINE_TIMEOUT) -> bytes:
     """Bytes read from a pipe up to and including the first newline, waiting at most `timeout`."""
     fd = stream.fileno()
     data = b""
