@@ -76,7 +76,7 @@ class RawConnection:
             while True:
                 if not self.sock.recv(65536):
                     return True
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return False
         except OSError:
             return True
