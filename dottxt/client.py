@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +14,7 @@ from .errors import APIError, APIStatusError
 from .schemas import OutputSchema
 from .sse import DONE, iter_sse_data
 from .streaming import DEFAULT_MAX_LINE_BYTES, PatchStream, iter_lines
-from .transport import Timeout, Transport
+from .transport import CancelToken, Timeout, Transport
 from .types import ChatCompletion, ChatCompletionChunk, ModelPage
 
 if TYPE_CHECKING:
@@ -336,7 +335,7 @@ class DotTxt:
         accept = "text/event-stream" if sse else "application/x-ndjson"
         transport = self._transport
 
-        def open_response(cancel: threading.Event) -> requests.Response:
+        def open_response(cancel: CancelToken) -> requests.Response:
             return transport.request(
                 "POST",
                 "chat/completions",

@@ -34,7 +34,7 @@ from .incremental import IncrementalJSONParser
 from .patch import _segments, apply_op, decode_path, parse_pointer
 from .schemas import OutputSchema
 from .sse import DONE, iter_sse_data
-from .transport import interrupt_response
+from .transport import CancelToken, interrupt_response
 
 __all__ = ["PatchEvent", "PatchStream", "DEFAULT_MAX_LINE_BYTES", "copy_json", "iter_lines"]
 
@@ -377,7 +377,7 @@ class _Pipeline:
 
     def __init__(
         self,
-        open_response: Callable[[threading.Event], requests.Response],
+        open_response: Callable[[CancelToken], requests.Response],
         release: Callable[[requests.Response], None],
         max_line_bytes: int,
         sse: bool = False,
@@ -389,7 +389,7 @@ class _Pipeline:
         self.finish_reason: str | None = None  # what an SSE stream's last chunk said
         self.builder = _DocumentBuilder()
         self.response: requests.Response | None = None
-        self.cancel = threading.Event()
+        self.cancel = CancelToken()
         self.error: BaseException | None = None
         self.finished = False
         self._lock = threading.Lock()
@@ -454,6 +454,8 @@ class _Pipeline:
             self.error = patch_stream_error(exc)
             raise self.error from exc
         except DotTxtError as exc:
+            if self.cancel.is_set():
+                return None  # closed while waiting for the response: our interrupt, not a failure
             self.error = exc
             raise
         with self._lock:
@@ -566,7 +568,7 @@ class PatchStream:
 
     def __init__(
         self,
-        open_response: Callable[[threading.Event], requests.Response],
+        open_response: Callable[[CancelToken], requests.Response],
         *,
         output: OutputSchema,
         model: str | None = None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -16,17 +17,20 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from ._version import __version__
 from .errors import (
     APIConnectionError,
+    APIError,
     APIStatusError,
     APITimeoutError,
     error_message_from_body,
     status_error_class,
 )
 
-__all__ = ["Transport", "Timeout", "RETRY_STATUSES", "retry_delay", "interrupt_response"]
+__all__ = ["Transport", "Timeout", "CancelToken", "RETRY_STATUSES", "retry_delay", "interrupt_response"]
 
 log = logging.getLogger("dottxt")
 
@@ -92,6 +96,95 @@ def interrupt_response(response: requests.Response) -> None:
         pass
 
 
+class CancelToken:
+    """Cancels one request from any thread, at any stage.
+
+    Setting it cuts short a wait between retries and shuts down the socket of
+    a request still waiting for its response headers, so the thread blocked
+    on it wakes at once. (Once the response exists, `interrupt_response` does
+    the same for the body.)
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._connection: HTTPConnection | None = None
+
+    def is_set(self) -> bool:
+        """True once cancelled."""
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait up to `timeout` seconds for a cancel; True if cancelled."""
+        return self._event.wait(timeout)
+
+    def set(self) -> None:
+        """Cancel: wake retry waits and shut down the in-flight connection, if any."""
+        with self._lock:
+            self._event.set()
+            if self._connection is not None:
+                _shutdown(self._connection)
+
+    def _attach(self, connection: HTTPConnection) -> None:
+        with self._lock:
+            self._connection = connection
+
+    def _check(self, connection: HTTPConnection) -> None:
+        """Cancelled while the connection was still being made: shut it down now."""
+        with self._lock:
+            if self._event.is_set():
+                _shutdown(connection)
+
+    def _detach(self) -> None:
+        # Under the lock, so a cancel never reaches a connection handed back to the pool.
+        with self._lock:
+            self._connection = None
+
+
+def _shutdown(connection: HTTPConnection) -> None:
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+_current = threading.local()  # the CancelToken of the request this thread is sending
+
+
+class _CancellableConnection(HTTPConnection):
+    """Registers itself with the sending thread's CancelToken, so a cancel can reach its socket."""
+
+    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        token: CancelToken | None = getattr(_current, "token", None)
+        if token is not None:
+            token._attach(self)
+        super().request(*args, **kwargs)
+        if token is not None:
+            token._check(self)
+
+
+class _CancellableHTTPSConnection(_CancellableConnection, HTTPSConnection):
+    """The same, over TLS."""
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _CancellableConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _CancellableHTTPSConnection
+
+
+class _Adapter(HTTPAdapter):
+    """requests' adapter with pools whose connections a CancelToken can reach."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
 class Transport:
     """Sends requests to one API base URL with auth, timeouts, retries and error mapping.
 
@@ -130,7 +223,7 @@ class Transport:
     @staticmethod
     def _new_session() -> requests.Session:
         session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_MAXSIZE, max_retries=0)
+        adapter = _Adapter(pool_connections=4, pool_maxsize=POOL_MAXSIZE, max_retries=0)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         return session
@@ -152,13 +245,13 @@ class Transport:
         timeout: Timeout = None,
         stream: bool = False,
         headers: Mapping[str, str] | None = None,
-        cancel: threading.Event | None = None,
+        cancel: CancelToken | None = None,
     ) -> requests.Response:
         """Send a request, retrying what is worth retrying; return a 2xx response.
 
         With `stream=True` the body is left unread and the response is tracked
-        as live until `release()` is called for it. `cancel`, when set, cuts
-        short the wait between retries.
+        as live until `release()` is called for it. `cancel`, when set from
+        another thread, cuts short a retry wait or a wait for the response.
         """
         if self._closed:
             raise APIConnectionError("the client has been closed")
@@ -168,39 +261,42 @@ class Transport:
         attempt = 0
         while True:
             retry_after: str | None = None
+            error: APIError | None = None
+            cause: BaseException | None = None
+            _current.token = cancel
             try:
                 response = self.session.request(
                     method, url, json=json, headers=all_headers, timeout=effective_timeout, stream=stream
                 )
             except requests.exceptions.Timeout as exc:
-                error: Exception = APITimeoutError(f"{method} {url} timed out ({_reason(exc)})")
-                cause: BaseException = exc
+                error, cause = APITimeoutError(f"{method} {url} timed out ({_reason(exc)})"), exc
             except (requests.exceptions.ConnectionError, OSError) as exc:
-                error = APIConnectionError(f"could not connect to {url} ({_reason(exc)})")
-                cause = exc
+                error, cause = APIConnectionError(f"could not connect to {url} ({_reason(exc)})"), exc
             except requests.exceptions.RequestException as exc:
                 raise APIConnectionError(f"{method} {url} failed ({_reason(exc)})") from exc
-            else:
+            finally:
+                _current.token = None
+                if cancel is not None:
+                    cancel._detach()
+            if error is None:
                 if response.status_code < 300:
                     if stream:
                         self._track(response)
                     return response
                 error = self._status_error(response, streamed=stream)
-                cause = error
                 retry_after = response.headers.get("retry-after")
                 response.close()
                 if response.status_code not in RETRY_STATUSES:
                     raise error
-            if attempt >= self.max_retries or self._closed:
-                if cause is error:
-                    raise error
+            cancelled = cancel is not None and cancel.is_set()
+            if attempt >= self.max_retries or self._closed or cancelled:
                 raise error from cause
             delay = retry_delay(attempt, retry_after)
             log.info("retrying %s %s in %.2fs after: %s", method, url, delay, error)
             attempt += 1
             if cancel is not None:
                 if cancel.wait(delay):
-                    raise error
+                    raise error from cause
             else:
                 time.sleep(delay)
 

@@ -93,6 +93,7 @@ class RawServer:
         self.connections: list[RawConnection] = []
         self.errors: list[BaseException] = []
         self.handled = threading.Event()
+        self.requested = threading.Event()  # a request has been read in full
         self._threads: list[threading.Thread] = []
         self._closing = False
         self._accept_thread = threading.Thread(target=self._accept, name="rawserver-accept", daemon=True)
@@ -116,6 +117,7 @@ class RawServer:
     def _serve(self, conn: RawConnection) -> None:
         try:
             conn.read_request()
+            self.requested.set()
             self.handler(conn)
         except OSError:
             pass  # the client went away: what the test may be checking

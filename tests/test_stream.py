@@ -494,3 +494,27 @@ def test_reading_old_snapshots_in_order_replays_each_op_once(serve, monkeypatch)
         assert event.snapshot == ({"items": list(range(i - 1))} if i else {})
     assert applied["n"] == len(events) - 1
     assert events[5].snapshot == {"items": [0, 1, 2, 3]}  # read out of order: still right
+
+
+def test_close_before_the_response_headers_interrupts_the_wait(serve):
+    """A server that never answers: close() from another thread still ends the request at once."""
+    disconnected: list[bool] = []
+
+    def handler(conn: RawConnection) -> None:
+        disconnected.append(conn.wait_for_disconnect(10))  # headers never sent
+
+    with client_for(serve, handler, timeout=(5, 30)) as client:
+        stream = stream_of(client)
+        outcome: list[object] = []
+        reader = threading.Thread(target=lambda: outcome.append(list(stream)))
+        reader.start()
+        assert serve[-1].requested.wait(5)  # the request has reached the server, which stays silent
+        started = time.monotonic()
+        stream.close()
+        reader.join(5)
+        elapsed = time.monotonic() - started
+        assert not reader.is_alive()
+        assert outcome == [[]]  # ended quietly: we closed it
+        assert serve[-1].handled.wait(5)
+    assert disconnected == [True]
+    assert elapsed < 1.0
