@@ -202,7 +202,11 @@ class _DocumentBuilder:
 
     def __init__(self) -> None:
         self._document: Any = None
-        self._ops: list[dict[str, Any]] = []
+        # Every op applied, for replaying older snapshots: as its raw line when there is one
+        # (bytes are compact and invisible to the garbage collector), else as the dict.
+        self._ops: list[bytes | dict[str, Any]] = []
+        # pointer -> (container, decoded path) for containers this stream added, while still in place
+        self._containers: dict[str, tuple[Any, tuple[str | int, ...]]] = {}
         self._cursor = -1  # the op index the cursor document has been replayed to
         self._cursor_document: Any = None
         self._lock = threading.Lock()
@@ -212,24 +216,76 @@ class _DocumentBuilder:
         """How many ops have been applied."""
         return len(self._ops)
 
-    def apply(self, op: dict[str, Any]) -> PatchEvent:
-        """Apply one op (already checked for shape); return its event. PatchError if it cannot apply."""
-        pointer = op["path"]
+    def apply(self, op: dict[str, Any], line: bytes | None = None) -> PatchEvent:
+        """Apply one op (already checked for shape; `line` is its raw text, if any); return its event.
+
+        PatchError if it cannot be applied.
+        """
         with self._lock:
-            path = None
-            if op["op"] == "add":
-                value = op["value"]
-                if type(value) is dict or type(value) is list:
-                    value = copy_json(value) if value else type(value)()  # never alias the op's value
-                path = _add_fast(self, _segments(pointer), value)
-            if path is None:  # not an add, or an add the fast path declined: the general (checking) path
+            path = self._add(op["path"], op["value"]) if op["op"] == "add" else None
+            if path is None:  # not an add, or an add the fast paths declined: the general, checking path
+                self._containers.clear()
                 self._document = apply_op(self._document, op)
-                path = decode_path(self._document, pointer) if op["op"] != "remove" else tuple(_segments(pointer))
+                pointer = op["path"]
+                path = decode_path(self._document, pointer) if op["op"] != "remove" else _segments(pointer)
             index = len(self._ops)
-            self._ops.append(op)
+            self._ops.append(op if line is None else line)
         event = object.__new__(PatchEvent)
         event.__dict__.update(op=op, _source=self, _index=index, _path=path)
         return event
+
+    def _add(self, pointer: str, value: Any) -> tuple[str | int, ...] | None:
+        """The hot path: an `add` under a container this stream added, found by its pointer.
+
+        The gateway seeds every container before its children, so the parent
+        of nearly every op is in `_containers` and no walk from the root is
+        needed. Anything that could move a container (a replaced container, a
+        list insert, a non-add op) empties the cache. Returns None, changing
+        nothing, when this path does not apply.
+        """
+        if type(value) is dict or type(value) is list:
+            value = copy_json(value) if value else type(value)()  # never alias the op's value
+        if not pointer:
+            self._document = value
+            self._containers.clear()
+            path: tuple[str | int, ...] = ()
+        elif pointer[0] != "/":
+            return None  # not a JSON Pointer: the general path words the error
+        else:
+            parent_pointer, _, key = pointer.rpartition("/")
+            entry = self._containers.get(parent_pointer)
+            if entry is None:
+                walked = _add_fast(self, _segments(pointer), value)
+                if walked is None:
+                    return None
+                self._containers.clear()  # the walk may have replaced or shifted containers
+                path = walked
+            else:
+                parent, parent_path = entry
+                if type(parent) is dict:
+                    if "~" in key:
+                        key = _segments(pointer)[-1]  # unescaped, and checked
+                    old = parent.get(key)
+                    if type(old) is dict or type(old) is list:
+                        self._containers.clear()  # a container is being replaced
+                    parent[key] = value
+                    path = (*parent_path, key)
+                else:
+                    size = len(parent)
+                    index = size if key == "-" else _list_index(key)
+                    if index == size:
+                        parent.append(value)
+                    elif 0 <= index < size:
+                        parent.insert(index, value)
+                        self._containers.clear()  # later items moved
+                    else:
+                        return None
+                    path = (*parent_path, index)
+                    if key == "-":
+                        pointer = f"{parent_pointer}/{index}"
+        if type(value) is dict or type(value) is list:
+            self._containers[pointer] = (value, path)
+        return path
 
     def document(self) -> Any:
         """A copy of the document so far (None before the first op)."""
@@ -250,7 +306,9 @@ class _DocumentBuilder:
             if index < self._cursor:
                 self._cursor, self._cursor_document = -1, None
             for position in range(self._cursor + 1, index + 1):
-                self._cursor_document = apply_op(self._cursor_document, self._ops[position])
+                logged = self._ops[position]
+                op: dict[str, Any] = _decode_line(logged) if isinstance(logged, bytes) else logged
+                self._cursor_document = apply_op(self._cursor_document, op)
             self._cursor = index
             return copy_json(self._cursor_document)
 
@@ -272,6 +330,8 @@ def _decode_line(line: bytes) -> Any:
 
 def _check_op(data: Any) -> dict[str, Any] | None:
     """The op in a decoded line; None for lines to skip (objects without `op`). Raises ValueError."""
+    if type(data) is dict and data.get("op") == "add" and type(data.get("path")) is str and "value" in data:
+        return data  # the shape of nearly every line: checked in one expression
     if not isinstance(data, dict):
         raise ValueError(f"expected a JSON object, got {type(data).__name__}")
     kind = data.get("op")
@@ -416,7 +476,7 @@ class _Pipeline:
         try:
             if self.sse:
                 for op in self._sse_ops(response):
-                    yield self._apply(op, None, None)
+                    yield self._apply(op)
                 return
             for chunk in read_chunks(response):
                 for line in reader.feed(chunk):
@@ -491,18 +551,26 @@ class _Pipeline:
                     request_id=response.headers.get("x-request-id"),
                 )
             return None
-        return self._apply(op, line_number, line)
+        try:
+            return self.builder.apply(op, line)
+        except PatchError as exc:
+            raise self._unappliable(exc, op, line_number, line) from exc
 
-    def _apply(self, op: dict[str, Any], line_number: int | None, line: bytes | None) -> PatchEvent:
+    def _apply(self, op: dict[str, Any]) -> PatchEvent:
         try:
             return self.builder.apply(op)
         except PatchError as exc:
-            where = f"line {line_number}: " if line_number is not None else ""
-            raise StreamDecodeError(
-                f"{where}cannot apply op: {exc}",
-                line_number=line_number,
-                line=_shorten(line if line is not None else json.dumps(op)),
-            ) from exc
+            raise self._unappliable(exc, op, None, None) from exc
+
+    @staticmethod
+    def _unappliable(exc: PatchError, op: dict[str, Any], line_number: int | None, line: bytes | None) -> Exception:
+        """The StreamDecodeError for an op that cannot be applied to the document."""
+        where = f"line {line_number}: " if line_number is not None else ""
+        return StreamDecodeError(
+            f"{where}cannot apply op: {exc}",
+            line_number=line_number,
+            line=_shorten(line if line is not None else json.dumps(op)),
+        )
 
     def _sse_ops(self, response: requests.Response) -> Iterator[dict[str, Any]]:
         """Ops derived from an OpenAI-style SSE stream: token deltas through the incremental parser."""

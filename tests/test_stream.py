@@ -518,3 +518,37 @@ def test_close_before_the_response_headers_interrupts_the_wait(serve):
         assert serve[-1].handled.wait(5)
     assert disconnected == [True]
     assert elapsed < 1.0
+
+
+def test_containers_replaced_or_shifted_mid_stream_keep_later_ops_right(serve):
+    """Ops that move containers (a replaced object, a list insert, a remove) and later ops beneath them."""
+    ops = [
+        {"op": "add", "path": "", "value": {}},
+        {"op": "add", "path": "/a", "value": {}},
+        {"op": "add", "path": "/a/x", "value": 1},
+        {"op": "add", "path": "/a", "value": {}},  # replaces /a: the old object is gone
+        {"op": "add", "path": "/a/y", "value": 2},
+        {"op": "add", "path": "/l", "value": []},
+        {"op": "add", "path": "/l/0", "value": {}},
+        {"op": "add", "path": "/l/0/k", "value": "first"},
+        {"op": "add", "path": "/l/0", "value": {}},  # inserted before: the old item is now /l/1
+        {"op": "add", "path": "/l/1/k2", "value": "moved"},
+        {"op": "add", "path": "/l/-", "value": []},
+        {"op": "add", "path": "/l/2/-", "value": "appended"},
+        {"op": "remove", "path": "/l/0"},
+        {"op": "add", "path": "/l/0/k3", "value": 3},
+        {"op": "add", "path": "/~1s~0", "value": {}},
+        {"op": "add", "path": "/~1s~0/in", "value": True},
+    ]
+    with client_for(serve, send_all(ndjson(*ops))) as client:
+        stream = stream_of(client, response_format={"type": "object"})
+        events = list(stream)
+    expected = {
+        "a": {"y": 2},
+        "l": [{"k": "first", "k2": "moved", "k3": 3}, ["appended"]],
+        "/s~": {"in": True},
+    }
+    assert stream.result() == expected
+    assert events[9].path == ("l", 1, "k2")
+    assert events[11].path == ("l", 2, 0)
+    assert events[-1].path == ("/s~", "in")
