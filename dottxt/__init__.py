@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from .async_client import AsyncDotTxt
+    from .async_client import AsyncDotTxt, AsyncPatchStream
     from .background import BackgroundStream
     from .client import DotTxt
     from .errors import (
@@ -48,6 +48,7 @@ __all__ = [
     "__version__",
     "DotTxt",
     "AsyncDotTxt",
+    "AsyncPatchStream",
     "BackgroundStream",
     "PatchEvent",
     "PatchStream",
@@ -79,6 +80,7 @@ __all__ = [
 _LAZY: dict[str, str] = {
     "DotTxt": "client",
     "AsyncDotTxt": "async_client",
+    "AsyncPatchStream": "async_client",
     "BackgroundStream": "background",
     "PatchEvent": "streaming",
     "PatchStream": "streaming",
