@@ -131,66 +131,11 @@ def _decoded_path(document: Any, segments: list[str]) -> tuple[str | int, ...]:
     return tuple(out)
 
 
-def _add_fast(builder: _DocumentBuilder, segments: tuple[str, ...], value: Any) -> tuple[str | int, ...] | None:
-    """The hot path of the stream: one `add`, one walk, the decoded path returned.
-
-    Returns None, changing nothing, whenever anything is unusual (a missing
-    parent, a bad index, a scalar parent): the caller then takes the general
-    path in `dottxt.patch`, which raises the precise PatchError.
-    """
-    if not segments:
-        builder._document = value
-        return ()
-    node = builder._document
-    indices: list[tuple[int, int]] | None = None  # (depth, index) where a segment names a list item
-    last = len(segments) - 1
-    for depth in range(last):
-        segment = segments[depth]
-        if type(node) is dict:
-            node = node.get(segment, _MISSING)
-        elif type(node) is list:
-            index = _list_index(segment)
-            if index < 0 or index >= len(node):
-                return None
-            node = node[index]
-            if indices is None:
-                indices = []
-            indices.append((depth, index))
-        else:
-            return None
-    segment = segments[last]
-    if type(node) is dict:
-        node[segment] = value
-    elif type(node) is list:
-        size = len(node)
-        index = size if segment == "-" else _list_index(segment)
-        if index == size:
-            node.append(value)
-        elif 0 <= index < size:
-            node.insert(index, value)
-        else:
-            return None
-        if indices is None:
-            indices = []
-        indices.append((last, index))
-    else:
-        return None
-    if indices is None:
-        return segments
-    path: list[str | int] = list(segments)
-    for depth, index in indices:
-        path[depth] = index
-    return tuple(path)
-
-
 def _list_index(segment: str) -> int:
     """The index an RFC 6901 array segment names, or -1 when it names none ("01", "-", "x")."""
     if segment.isdigit() and segment.isascii() and (segment[0] != "0" or len(segment) == 1):
         return int(segment)
     return -1
-
-
-_MISSING: Any = object()
 
 
 class _DocumentBuilder:
@@ -255,37 +200,53 @@ class _DocumentBuilder:
             parent_pointer, _, key = pointer.rpartition("/")
             entry = self._containers.get(parent_pointer)
             if entry is None:
-                walked = _add_fast(self, _segments(pointer), value)
-                if walked is None:
+                entry = self._find(parent_pointer)
+                if entry is None:
                     return None
-                self._containers.clear()  # the walk may have replaced or shifted containers
-                path = walked
+                self._containers[parent_pointer] = entry
+            parent, parent_path = entry
+            if type(parent) is dict:
+                if "~" in key:
+                    key = _segments(pointer)[-1]  # unescaped, and checked
+                old = parent.get(key)
+                if type(old) is dict or type(old) is list:
+                    self._containers.clear()  # a container is being replaced
+                parent[key] = value
+                path = (*parent_path, key)
             else:
-                parent, parent_path = entry
-                if type(parent) is dict:
-                    if "~" in key:
-                        key = _segments(pointer)[-1]  # unescaped, and checked
-                    old = parent.get(key)
-                    if type(old) is dict or type(old) is list:
-                        self._containers.clear()  # a container is being replaced
-                    parent[key] = value
-                    path = (*parent_path, key)
+                size = len(parent)
+                index = size if key == "-" else _list_index(key)
+                if index == size:
+                    parent.append(value)
+                elif 0 <= index < size:
+                    parent.insert(index, value)
+                    self._containers.clear()  # later items moved
                 else:
-                    size = len(parent)
-                    index = size if key == "-" else _list_index(key)
-                    if index == size:
-                        parent.append(value)
-                    elif 0 <= index < size:
-                        parent.insert(index, value)
-                        self._containers.clear()  # later items moved
-                    else:
-                        return None
-                    path = (*parent_path, index)
-                    if key == "-":
-                        pointer = f"{parent_pointer}/{index}"
+                    return None
+                path = (*parent_path, index)
+                if key == "-":
+                    pointer = f"{parent_pointer}/{index}"
         if type(value) is dict or type(value) is list:
             self._containers[pointer] = (value, path)
         return path
+
+    def _find(self, pointer: str) -> tuple[Any, tuple[str | int, ...]] | None:
+        """The container at `pointer` and its decoded path, walking from the root; None if there is none."""
+        node = self._document
+        path: list[str | int] = []
+        for segment in _segments(pointer):
+            if type(node) is dict:
+                node = node.get(segment)
+                path.append(segment)
+            elif type(node) is list:
+                index = _list_index(segment)
+                if not 0 <= index < len(node):
+                    return None
+                node = node[index]
+                path.append(index)
+            else:
+                return None
+        return (node, tuple(path)) if type(node) is dict or type(node) is list else None
 
     def document(self) -> Any:
         """A copy of the document so far (None before the first op)."""
