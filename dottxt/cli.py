@@ -75,9 +75,29 @@ def _note(args: argparse.Namespace, text: str) -> None:
         sys.stderr.flush()
 
 
+#: Secrets at least this long are blanked out of error messages; a shorter one would garble ordinary words.
+_MIN_REDACTED_LENGTH = 8
+
+
+def _redact_secrets(text: str) -> str:
+    """`text` with the API key (registered, or in DOTTXT_API_KEY) replaced by `***`.
+
+    A server may echo the key it rejected ("Incorrect API key provided: sk-..."); the
+    CLI never prints it.
+    """
+    secrets = {*_redactor.secrets, os.environ.get("DOTTXT_API_KEY", "").strip()}
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= _MIN_REDACTED_LENGTH:
+            text = text.replace(secret, "***")
+    return text
+
+
 def _report_error(message: str, *, json_mode: bool) -> None:
-    """Print an error on stderr: `dottxt: error: ...`, or `{"error": {"message": ...}}` with --json."""
-    message = _one_line(message)
+    """Print an error on stderr: `dottxt: error: ...`, or `{"error": {"message": ...}}` with --json.
+
+    The message is one line, and holds no API key even when the server echoed it.
+    """
+    message = _redact_secrets(_one_line(message))
     stderr = sys.stderr
     if stderr is None:
         return
