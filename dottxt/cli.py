@@ -694,8 +694,37 @@ def _cmd_fake_gateway(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- entry point
 
 
+def _take_back_ctrl_c() -> Any:
+    """Make Ctrl-C (SIGINT) interrupt this process even if it was started with SIGINT ignored.
+
+    A script's background job (`dottxt fake-gateway &` in a non-interactive shell)
+    inherits SIGINT as ignored, and Python then never raises KeyboardInterrupt: `kill
+    -INT` would not stop the server, and no command would exit 130. Returns the handler
+    to put back when `main()` returns, or None when nothing was changed.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None  # only the main thread may set signal handlers
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        return None
+    return signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `dottxt` command; returns the exit status (argparse exits 0/2 itself for help and usage)."""
+    previous_sigint = _take_back_ctrl_c()
+    try:
+        return _main(argv)
+    finally:
+        if previous_sigint is not None:
+            import signal
+
+            signal.signal(signal.SIGINT, previous_sigint)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     json_mode = _json_requested(arguments)
     try:
