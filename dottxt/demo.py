@@ -79,13 +79,20 @@ def run_demo(*, op_delay: float = DEFAULT_OP_DELAY, on_field: Callable[[Arrival]
 
     Returns every arrival in wire order; raises if the final document does not match SupportTicket.
     """
+    import requests
+
     from .client import DotTxt
     from .testing import FakeGateway
 
     arrivals: list[Arrival] = []
-    with FakeGateway(api_key=_KEY, models=(_MODEL,), op_delay=op_delay) as gateway:
+    # The gateway is on loopback: an HTTP(S)_PROXY from the environment must not be asked to reach it.
+    session = requests.Session()
+    session.trust_env = False
+    with FakeGateway(api_key=_KEY, models=(_MODEL,), op_delay=op_delay) as gateway, session:
         gateway.enqueue(TRIAGE)
-        with DotTxt(api_key=_KEY, base_url=gateway.base_url, max_retries=0, patch_source="gateway") as client:
+        with DotTxt(
+            api_key=_KEY, base_url=gateway.base_url, max_retries=0, session=session, patch_source="gateway"
+        ) as client:
             with client.stream(model=_MODEL, response_format=SupportTicket, input=TICKET) as stream:
                 start = time.perf_counter()  # the request goes out when iteration starts
                 for event in stream:
