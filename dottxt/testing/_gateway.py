@@ -581,6 +581,20 @@ class _Handler(BaseHTTPRequestHandler):
         self._run_stream(items, fault, payload, b"data: [DONE]\n\n", "data: {}\n\n")
 
 
+def _json_copy(document: Any) -> Any:
+    """A deep copy of `document` as plain JSON data (dict, list, str, int, float, bool, None)."""
+    try:
+        return json.loads(json.dumps(document, allow_nan=False))
+    except (TypeError, ValueError):
+        pass
+    from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+    try:
+        return json.loads(json.dumps(to_jsonable_python(document), allow_nan=False))
+    except (TypeError, ValueError, PydanticSerializationError) as exc:
+        raise TypeError(f"enqueue() needs a JSON document, not {type(document).__name__}: {exc}") from None
+
+
 def _check_response_format(response_format: Any) -> tuple[Any, str | None]:
     """(schema, None) for a usable response_format, else (None, the 400 message)."""
     expected = 'expected {"type": "json_schema", "json_schema": {"schema": {...}}}'
@@ -688,9 +702,13 @@ class FakeGateway:
         Raw text is the message content for plain and SSE replies (so tests can
         simulate invalid JSON) and the body lines for a patch stream (so tests can
         hand-craft any line). To queue a JSON string document, enqueue `json.dumps(s)`.
+        Anything else is copied as JSON data when queued (a Pydantic model instance,
+        dataclass or Enum is dumped like `generate` would parse it back), so changing
+        `document` afterwards changes nothing; a value with no JSON form is a TypeError.
         """
+        queued = _Raw(document) if isinstance(document, str) else _json_copy(document)
         with self._lock:
-            self._queue.append(_Raw(document) if isinstance(document, str) else document)
+            self._queue.append(queued)
 
     def fail_next(self, status: int, body: Any = None, headers: Mapping[str, str] | None = None) -> None:
         """The next request (any endpoint) gets `status`; calls queue up, one request each.
