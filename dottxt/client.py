@@ -33,12 +33,15 @@ def resolve_api_key(api_key: str | None) -> str:
     """The key from the argument, else DOTTXT_API_KEY, else the `dottxt login` credentials file."""
     if api_key is not None and not isinstance(api_key, str):
         raise TypeError(f"api_key must be a string, not {type(api_key).__name__}")
-    key = api_key or os.environ.get("DOTTXT_API_KEY") or load_api_key()
+    key = (api_key or os.environ.get("DOTTXT_API_KEY") or load_api_key() or "").strip()  # a file's "\n" too
     if not key:
         raise ValueError(
             "No API key: pass api_key=..., set the DOTTXT_API_KEY environment variable, "
             f"or run `dottxt login` to store one in {credentials_path()}"
         )
+    if "\r" in key or "\n" in key:
+        # Refused here, without echoing it: requests would put the whole header in its error message.
+        raise ValueError("the API key holds a line break, which an HTTP header cannot carry")
     return key
 
 
@@ -234,6 +237,11 @@ class DotTxt:
         )
         self.models = Models(self._transport)
         self.chat = Chat(self._transport)
+
+    @property
+    def api_key(self) -> str:
+        """The API key requests are sent with (never shown by `repr()`)."""
+        return self._transport.api_key
 
     @property
     def base_url(self) -> str:

@@ -232,6 +232,11 @@ class Transport:
         return f"<Transport {self.base_url}>"
 
     @property
+    def api_key(self) -> str:
+        """The key sent as `Authorization: Bearer ...` (left out of `repr()`)."""
+        return self._api_key
+
+    @property
     def closed(self) -> bool:
         """True once `close()` has been called."""
         return self._closed
