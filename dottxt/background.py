@@ -99,8 +99,10 @@ class BackgroundStream:
 
     Callbacks run on the worker thread in wire order: `on_event(event)` for
     every event, `on_field[field](event)` for matching fields (`"intent"`, or
-    `"steps/*"` where `*` is exactly one segment), then once `on_complete(result)`
-    (the validated, typed output) or `on_error(exc)`. A callback that raises
+    `"steps/*"` where `*` is exactly one segment), then once either
+    `on_complete(document)`, with the final document validated and typed: the
+    very object result() returns (a model instance for a Pydantic model,
+    decoded JSON for a JSON Schema); or `on_error(exc)`. A callback that raises
     stops the stream; its exception goes to `on_error` and out of `result()`.
     A cancelled stream calls neither `on_complete` nor `on_error`. Whatever the
     worker raises (BaseExceptions such as SystemExit included) is captured and
@@ -113,10 +115,12 @@ class BackgroundStream:
     BackgroundStream reads that same queue: use one consumer, either a loop
     over the stream or `.queue`, not both.
 
-    cancel() interrupts a read blocked on a silent server at once. A worker
-    still waiting for the response headers cannot be interrupted: result()
-    raises StreamCancelledError at once, and the worker ends when the headers
-    arrive (dropping the response) or at the read timeout.
+    cancel() ends the worker within milliseconds at every stage of the
+    request: a read blocked on a silent server, a wait for the response
+    headers, a wait between retries. Two waits it cannot cut short: a
+    connection still being made, and the headers of a request sent through a
+    `session=` of your own; result() still raises StreamCancelledError at
+    once, and the worker ends when that wait does (dropping the response).
     """
 
     def __init__(
