@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import itertools
 import queue
 import threading
@@ -35,35 +36,45 @@ T = TypeVar("T")
 
 _thread_numbers = itertools.count(1)
 
+#: The longest aclose() waits for a worker whose request it could not interrupt (see aclose).
+CLOSE_GRACE = 0.25
+#: The bound on joining a worker that has made its last hand-over to the loop (it is returning).
+_EXIT_WAIT = 0.1
 
-async def _in_thread(name: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a blocking call on a new thread and await its outcome without blocking the loop.
+
+async def _in_thread(name: str, call: Callable[[], T], *, discard: Callable[[T], None] | None = None) -> T:
+    """Run a blocking `call()` on a new thread and await its outcome without blocking the loop.
 
     The thread ends with the call. If the awaiting task is cancelled, the call
     still runs to its end on its thread (a plain request cannot be interrupted);
-    its outcome is dropped.
+    its outcome is dropped, after `discard(outcome)` (to close a stream nobody
+    will read).
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
     context = contextvars.copy_context()
 
+    def drop(outcome: T | None, error: BaseException | None) -> None:
+        if discard is not None and error is None:
+            discard(outcome)  # type: ignore[arg-type]
+
     def settle(outcome: T | None, error: BaseException | None) -> None:
-        if future.done():
-            return  # the awaiting task was cancelled
-        if error is not None:
+        if future.done():  # the awaiting task was cancelled
+            drop(outcome, error)
+        elif error is not None:
             future.set_exception(error)
         else:
             future.set_result(outcome)  # type: ignore[arg-type]
 
     def run() -> None:
         try:
-            outcome, error = context.run(function, *args, **kwargs), None
+            outcome, error = context.run(call), None
         except BaseException as exc:  # handed to the awaiting task, never to threading's excepthook
             outcome, error = None, exc
         try:
             loop.call_soon_threadsafe(settle, outcome, error)
-        except RuntimeError:
-            pass  # the loop is closed: nobody is waiting any more
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            drop(outcome, error)
 
     thread = threading.Thread(target=run, name=f"dottxt-{name}-{next(_thread_numbers)}", daemon=True)
     thread.start()
@@ -175,17 +186,26 @@ class AsyncPatchStream:
     async def aclose(self) -> None:
         """Close the connection now and wait (without blocking the loop) for the worker thread to end.
 
-        Once an event has arrived the close interrupts the worker's read, so the
-        wait is microseconds. Before that the worker may still be waiting for
-        the response headers, which nothing can interrupt: then aclose() does
-        not wait, and the worker drops the response the moment it arrives (or
-        at the read timeout).
+        The close interrupts the worker at every stage (a read, a wait for the
+        response headers, a wait between retries), so the wait is about a
+        millisecond. Two waits it cannot cut short: a connection still being
+        made, and the headers of a request sent through a `session=` of your
+        own. Then aclose() waits at most CLOSE_GRACE seconds, and the worker
+        drops the response when it arrives (or at the timeout).
         """
         self._closed = True
         self._cancel()
-        worker = self._worker
-        if self._finished is not None and worker is not None and worker.delivered_any:
-            await self._finished.wait()  # set right after the worker's last hand-over
+        worker, finished = self._worker, self._finished
+        if finished is None or worker is None:
+            return
+        if worker.delivered_any:  # the response is open: the close has interrupted its read
+            await finished.wait()  # set right after the worker's last hand-over
+        else:
+            try:
+                await asyncio.wait_for(finished.wait(), CLOSE_GRACE)
+            except asyncio.TimeoutError:
+                return  # a request the close cannot reach: the worker follows when it is answered
+        worker.join(_EXIT_WAIT)  # past its last hand-over the thread only has to return
 
     def __del__(self) -> None:
         try:
@@ -273,6 +293,7 @@ class AsyncChatCompletionStream:
         self._cancel()
         self._ended = True
         await self._finished.wait()
+        self._thread.join(_EXIT_WAIT)  # past its last hand-over the thread only has to return
 
     async def __aenter__(self) -> AsyncChatCompletionStream:
         return self
@@ -354,10 +375,17 @@ class AsyncCompletions:
 
         Status errors raise here, before the first chunk, as with the sync client.
         """
-        result = await _in_thread("chat", self._client.chat.completions.create, **kwargs)
+        create = functools.partial(self._client.chat.completions.create, **kwargs)
+        result = await _in_thread("chat", create, discard=_close_stream)
         if isinstance(result, ChatCompletionStream):
             return AsyncChatCompletionStream(result, asyncio.get_running_loop())
         return result
+
+
+def _close_stream(result: Any) -> None:
+    """Close a chunk stream that arrived after its awaiting task was cancelled: nobody will read it."""
+    if isinstance(result, ChatCompletionStream):
+        result.close()
 
 
 class AsyncChat:
@@ -450,15 +478,17 @@ class AsyncDotTxt:
         """One completion constrained by `response_format`, parsed and typed as `DotTxt.generate` does."""
         return await _in_thread(
             "generate",
-            self.sync.generate,
-            model=model,
-            response_format=response_format,
-            input=input,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            seed=seed,
-            timeout=timeout,
-            **extra,
+            functools.partial(
+                self.sync.generate,
+                model=model,
+                response_format=response_format,
+                input=input,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                seed=seed,
+                timeout=timeout,
+                **extra,
+            ),
         )
 
     def stream(

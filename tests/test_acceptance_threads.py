@@ -21,6 +21,7 @@ import pydantic
 import pytest
 
 from dottxt import (
+    AsyncDotTxt,
     BackgroundStream,
     DotTxt,
     DotTxtError,
@@ -348,3 +349,152 @@ def test_cancel_an_sse_sourced_stream_while_the_server_is_silent(silent: Callabl
         with pytest.raises(StreamCancelledError) as info:
             bg.result()
         assert info.value.document == {"intent": "billing"}
+
+
+# --------------------------------------------------------------------------- SPEC 7: AsyncDotTxt
+
+
+def async_client(base_url: str, **kwargs: Any) -> AsyncDotTxt:
+    return AsyncDotTxt(api_key=kwargs.pop("api_key", "k"), base_url=base_url, max_retries=0, timeout=(30, 30), **kwargs)
+
+
+@pytest.mark.parametrize("how", ["aclose", "async with", "cancel the task in async for", "cancel the task in result"])
+def test_closing_a_stream_still_waiting_for_headers_ends_the_connection_and_the_worker(
+    silent: Callable[..., Silent], how: str
+) -> None:
+    server = silent()
+
+    async def main() -> None:
+        async with async_client(server.server.base_url) as client:
+            stream = client.stream(model=MODEL, response_format=OBJECT, input="x")
+            if how in ("aclose", "async with"):
+                async with stream:
+                    assert await asyncio.to_thread(server.arrived.wait, WAIT)
+                    started = time.monotonic()
+                    if how == "aclose":
+                        await stream.aclose()
+            else:
+
+                async def consume() -> None:
+                    if how == "cancel the task in result":
+                        await stream.result()
+                    else:
+                        async for _ in stream:
+                            pass
+
+                task = asyncio.create_task(consume())
+                assert await asyncio.to_thread(server.arrived.wait, WAIT)
+                started = time.monotonic()
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                for thread in stream_threads():  # cancelling cannot wait: the worker follows at once
+                    thread.join(WAIT)
+            ended = time.monotonic() - started
+            assert stream_threads() == [], "the worker outlived the close"
+            assert ended < CANCEL_BUDGET, f"closing took {ended * 1000:.1f} ms"
+            assert server.hung_up_within(started) < CANCEL_BUDGET
+            with pytest.raises(StreamCancelledError):
+                await stream.result()
+
+    run(main)
+
+
+def test_aclose_during_a_retry_wait_ends_the_worker(gateway: FakeGateway) -> None:
+    gateway.fail_next(503, headers={"Retry-After": "30"})
+
+    async def main() -> None:
+        async with AsyncDotTxt(api_key=TEST_KEY, base_url=gateway.base_url, max_retries=2) as client:
+            stream = client.stream(model=MODEL, response_format=OBJECT, input="x")
+            await stream.__aenter__()
+            while not gateway.requests:  # the first attempt is answered 503: now waiting 30 s to retry
+                await asyncio.sleep(0.002)
+            started = time.monotonic()
+            await stream.aclose()
+            assert time.monotonic() - started < CANCEL_BUDGET
+            assert stream_threads() == []
+
+    run(main)
+    assert len(gateway.requests) == 1
+
+
+def test_cancelling_a_task_awaiting_a_chunk_stream_does_not_leave_its_connection_open() -> None:
+    """The chunk stream that arrives after its awaiting task was cancelled is closed, not dropped open."""
+    arrived, answer, disconnected = threading.Event(), threading.Event(), threading.Event()
+
+    def handler(conn: RawConnection) -> None:
+        arrived.set()
+        assert answer.wait(WAIT)
+        conn.head(headers={"Content-Type": "text/event-stream"})
+        conn.chunk(b'data: {"choices": [{"index": 0, "delta": {"role": "assistant"}}]}\n\n')
+        if conn.wait_for_disconnect(WAIT):
+            disconnected.set()
+
+    async def main(base_url: str) -> None:
+        async with async_client(base_url) as client:
+            task = asyncio.create_task(
+                client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], stream=True)
+            )
+            assert await asyncio.to_thread(arrived.wait, WAIT)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            answer.set()  # the response arrives now: nobody will read it
+            assert await asyncio.to_thread(disconnected.wait, WAIT), "the connection was left open"
+
+    with RawServer(handler) as server:
+        run(lambda: main(server.base_url))
+
+
+def test_sse_patch_source_through_async_for_and_async_with(gateway: FakeGateway) -> None:
+    gateway.enqueue(TICKET)
+    gateway.enqueue(TICKET)
+
+    async def main() -> None:
+        async with AsyncDotTxt(api_key=TEST_KEY, base_url=gateway.base_url, patch_source="sse") as client:
+            stream = client.stream(model=MODEL, response_format=Ticket, input="x")
+            assert [e.field async for e in stream] == TICKET_FIELDS
+            assert (await stream.result()).model_dump() == TICKET
+            async with client.stream(model=MODEL, response_format=Ticket, input="x") as second:
+                values = {e.field: e.value async for e in second if e.is_leaf}
+            assert values == {
+                "intent": "billing",
+                "steps/0": "refund",
+                "steps/1": "apologise",
+                "reply": TICKET["reply"],
+            }
+
+    run(main)
+    assert [r.json["stream"] for r in gateway.requests] == [True, True]
+
+
+def test_an_sse_sourced_async_stream_closes_on_break_during_a_stall(silent: Callable[..., Silent]) -> None:
+    server = silent(sse=['{"intent": "technical", "reply": "Try'])
+
+    async def main() -> None:
+        async with async_client(server.server.base_url, patch_source="sse") as client:
+            async for event in client.stream(model=MODEL, response_format=OBJECT, input="x"):
+                if event.field == "intent":
+                    started = time.monotonic()
+                    break
+            assert server.hung_up_within(started) < CANCEL_BUDGET
+            for thread in stream_threads():
+                thread.join(WAIT)
+            assert time.monotonic() - started < CANCEL_BUDGET
+
+    run(main)
+
+
+def test_generate_passes_any_extra_body_field_through(gateway: FakeGateway) -> None:
+    """`**extra` goes into the request body, whatever its names (`name`, `function`, `call` included)."""
+    gateway.enqueue(TICKET)
+
+    async def main() -> Any:
+        async with AsyncDotTxt(api_key=TEST_KEY, base_url=gateway.base_url, max_retries=0) as client:
+            return await client.generate(
+                model=MODEL, response_format=Ticket, input="x", name="triage", function="f", call="c", user="u"
+            )
+
+    assert run(main).model_dump() == TICKET
+    body = gateway.requests[-1].json
+    assert (body["name"], body["function"], body["call"], body["user"]) == ("triage", "f", "c", "u")
