@@ -34,7 +34,7 @@ from .incremental import IncrementalJSONParser
 from .patch import _segments, apply_op, decode_path, parse_pointer
 from .schemas import OutputSchema
 from .sse import DONE, iter_sse_data
-from .transport import CancelToken, interrupt_response
+from .transport import CLOSED_BY_CLIENT, CancelToken, interrupt_response
 
 __all__ = ["PatchEvent", "PatchStream", "DEFAULT_MAX_LINE_BYTES", "copy_json", "iter_lines"]
 
@@ -378,12 +378,23 @@ def iter_lines(response: requests.Response, max_line_bytes: int = DEFAULT_MAX_LI
 
 
 def read_chunks(response: requests.Response, size: int = _READ_SIZE) -> Iterator[bytes]:
-    """Yield body bytes as soon as any arrive (read1: one chunk, never waiting to fill a buffer)."""
+    """Yield body bytes as soon as any arrive (read1: one chunk, never waiting to fill a buffer).
+
+    A response that `client.close()` cut short raises urllib3's ProtocolError,
+    like any dropped connection: its read may end as if the body were complete,
+    or fail inside http.client (ValueError, AttributeError) as the other thread
+    closes it.
+    """
     raw = response.raw
     read1 = getattr(raw, "read1", None)
     while True:
-        data = read1(size) if read1 is not None else raw.read(size)
+        try:
+            data = read1(size) if read1 is not None else raw.read(size)
+        except (ValueError, AttributeError) as exc:
+            raise urllib3.exceptions.ProtocolError(f"the response was closed while being read ({exc})") from exc
         if not data:
+            if getattr(response, CLOSED_BY_CLIENT, False):
+                raise urllib3.exceptions.ProtocolError("the client was closed while the response was being read")
             return
         yield data
 

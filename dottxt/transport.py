@@ -30,7 +30,15 @@ from .errors import (
     status_error_class,
 )
 
-__all__ = ["Transport", "Timeout", "CancelToken", "RETRY_STATUSES", "retry_delay", "interrupt_response"]
+__all__ = [
+    "Transport",
+    "Timeout",
+    "CancelToken",
+    "RETRY_STATUSES",
+    "CLOSED_BY_CLIENT",
+    "retry_delay",
+    "interrupt_response",
+]
 
 log = logging.getLogger("dottxt")
 
@@ -46,6 +54,8 @@ MAX_RETRY_AFTER = 60.0
 POOL_MAXSIZE = 64
 #: Error bodies are read whole, but never more than this.
 MAX_ERROR_BODY = 1 << 20
+#: Attribute set on a streamed response that `Transport.close()` cut short.
+CLOSED_BY_CLIENT = "_dottxt_closed_by_client"
 
 
 def retry_delay(attempt: int, retry_after: str | None = None, *, now: float | None = None) -> float:
@@ -343,6 +353,7 @@ class Transport:
             self._closed = True
             live, self._live = list(self._live), set()
         for response in live:
+            setattr(response, CLOSED_BY_CLIENT, True)  # its reader must not take the cut for the end
             interrupt_response(response)
         if self._owns_session:
             self.session.close()

@@ -21,6 +21,7 @@ import pydantic
 import pytest
 
 from dottxt import (
+    APIConnectionError,
     AsyncDotTxt,
     BackgroundStream,
     DotTxt,
@@ -321,6 +322,24 @@ def test_leaving_the_with_by_an_exception_cancels_joins_and_lets_it_through(
         assert bg.cancelled()
 
 
+def test_closing_the_client_under_a_running_background_stream(silent: Callable[..., Silent]) -> None:
+    """`with DotTxt() as client:` ending while a stream still runs: a connection error, never a crash."""
+    for _ in range(10):  # the close races the worker's read: repeat to catch a bad interleaving
+        server = silent(body_ops=ops_from_document({"intent": "billing", "reply": "x"})[:2])
+        errors: list[BaseException] = []
+        client = DotTxt(api_key="k", base_url=server.server.base_url, max_retries=0, timeout=(30, 30))
+        bg = client.stream_in_background(model=MODEL, response_format=OBJECT, input="x", on_error=errors.append)
+        assert [bg.queue.get(timeout=WAIT).field for _ in range(2)] == ["", "intent"]  # type: ignore[union-attr]
+        client.close()
+        with pytest.raises(APIConnectionError) as info:
+            bg.result(timeout=WAIT)
+        assert info.value.document == {"intent": "billing"}
+        assert errors == [info.value]
+        assert bg.queue.get(timeout=WAIT) is None
+        assert bg.join(WAIT)
+        server.close()
+
+
 def test_sse_patch_source_through_a_background_stream(gateway: FakeGateway) -> None:
     gateway.enqueue(TICKET)
     steps: list[str] = []
@@ -444,6 +463,26 @@ def test_cancelling_a_task_awaiting_a_chunk_stream_does_not_leave_its_connection
 
     with RawServer(handler) as server:
         run(lambda: main(server.base_url))
+
+
+def test_closing_the_async_client_under_a_running_stream(silent: Callable[..., Silent]) -> None:
+    """`await client.close()` while a stream is read: `async for` raises a connection error, nothing else."""
+
+    async def main(base_url: str) -> None:
+        client = async_client(base_url)
+        stream = client.stream(model=MODEL, response_format=OBJECT, input="x")
+        assert (await stream.__anext__()).field == ""
+        await client.close()
+        with pytest.raises(APIConnectionError) as info:
+            async for _ in stream:
+                pass
+        assert info.value.document == {}
+
+    for _ in range(10):  # the close races the worker's read: repeat to catch a bad interleaving
+        server = silent(body_ops=ops_from_document({"intent": "billing"})[:1])
+        asyncio.run(main(server.server.base_url))
+        assert server.disconnected.wait(WAIT)
+        server.close()
 
 
 def test_sse_patch_source_through_async_for_and_async_with(gateway: FakeGateway) -> None:
