@@ -8,13 +8,14 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import requests
+import urllib3.exceptions
 
 from .credentials import credentials_path, load_api_key
-from .errors import APIError, APIStatusError
+from .errors import APIConnectionError, APIError, APIStatusError, APITimeoutError, DotTxtError
 from .schemas import OutputSchema
 from .sse import DONE, iter_sse_data
 from .streaming import DEFAULT_MAX_LINE_BYTES, PatchStream, iter_lines
-from .transport import CancelToken, Timeout, Transport
+from .transport import CancelToken, Timeout, Transport, interrupt_response
 from .types import ChatCompletion, ChatCompletionChunk, ModelPage
 
 if TYPE_CHECKING:
@@ -148,11 +149,16 @@ class Chat:
 
 
 class ChatCompletionStream:
-    """The chunks of `chat.completions.create(stream=True)`, each as soon as it arrives."""
+    """The chunks of `chat.completions.create(stream=True)`, each as soon as it arrives.
+
+    A dropped or silent connection raises APIConnectionError / APITimeoutError;
+    `close()` (from any thread) ends the iteration quietly.
+    """
 
     def __init__(self, response: requests.Response, release: Callable[[requests.Response], None]) -> None:
         self.response = response
         self._release = release
+        self._closed = False
         self._chunks = self._iter()
 
     def _iter(self) -> Iterator[ChatCompletionChunk]:
@@ -160,12 +166,13 @@ class ChatCompletionStream:
             for data in iter_sse_data(iter_lines(self.response, DEFAULT_MAX_LINE_BYTES)):
                 if data.strip() == DONE:
                     return
-                payload = json.loads(data)
-                if isinstance(payload, dict) and "error" in payload and "choices" not in payload:
-                    error = payload["error"]
-                    message = error.get("message") if isinstance(error, dict) else str(error)
-                    raise APIError(f"the server reported an error mid-stream: {message}")
-                yield ChatCompletionChunk.model_validate(payload)
+                yield _chunk_of(data)
+        except DotTxtError:
+            raise
+        except Exception as exc:
+            if self._closed:
+                return  # closed by us: the read error is our own interrupt, not a failure
+            raise _read_error(exc) from exc
         finally:
             self._release(self.response)
 
@@ -182,9 +189,39 @@ class ChatCompletionStream:
         self.close()
 
     def close(self) -> None:
-        """Close the connection now."""
-        self._chunks.close()  # type: ignore[attr-defined]
+        """Close the connection now. Safe from any thread, and more than once."""
+        self._closed = True
+        interrupt_response(self.response)  # wakes a read blocked on another thread
+        try:
+            self._chunks.close()  # type: ignore[attr-defined]
+        except ValueError:  # running on another thread: the interrupt above ends it
+            pass
         self._release(self.response)
+
+
+def _chunk_of(data: str) -> ChatCompletionChunk:
+    """One SSE event's data as a chunk; APIError for an error event or one that is not a chunk."""
+    try:
+        payload = json.loads(data)
+    except ValueError as exc:
+        raise APIError(f"the server sent an SSE event that is not JSON: {data[:200]!r}") from exc
+    if isinstance(payload, dict) and "error" in payload and "choices" not in payload:
+        error = payload["error"]
+        message = error.get("message") if isinstance(error, dict) else str(error)
+        raise APIError(f"the server reported an error mid-stream: {message}")
+    try:
+        return ChatCompletionChunk.model_validate(payload)
+    except ValueError as exc:  # pydantic's ValidationError
+        raise APIError(f"the server sent an SSE event that is not a chat completion chunk: {data[:200]!r}") from exc
+
+
+def _read_error(exc: Exception) -> Exception:
+    """The SDK error for a failure while reading a streamed body (other exceptions unchanged)."""
+    if isinstance(exc, (urllib3.exceptions.ReadTimeoutError, TimeoutError)):
+        return APITimeoutError("the stream went silent for longer than the read timeout")
+    if isinstance(exc, (urllib3.exceptions.HTTPError, requests.exceptions.RequestException, OSError)):
+        return APIConnectionError(f"the connection dropped mid-stream ({exc})")
+    return exc
 
 
 def _json_of(response: requests.Response) -> Any:

@@ -25,6 +25,7 @@ import dottxt
 import dottxt.transport
 from dottxt import (
     APIConnectionError,
+    APIError,
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
@@ -251,6 +252,76 @@ def test_the_key_never_appears_in_errors_or_logs(gateway: FakeGateway, caplog: p
 
 
 # --------------------------------------------------------------------------- 2. requests
+
+
+def test_chat_completion_stream_cut_short_is_an_api_connection_error(gateway: FakeGateway, client: DotTxt) -> None:
+    gateway.cut_next_after(3)
+    chunks: list[Any] = []
+    stream = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "x"}],
+        response_format=build_response_format(Point),
+        stream=True,
+    )
+    with pytest.raises(APIConnectionError) as info:
+        for chunk in stream:
+            chunks.append(chunk)
+    assert not isinstance(info.value, APITimeoutError)
+    assert len(chunks) == 3  # what arrived was handed over first
+
+
+def test_chat_completion_stream_silence_is_an_api_timeout_error(gateway: FakeGateway) -> None:
+    gateway.stall_next_after(2)
+    with DotTxt(api_key=TEST_KEY, base_url=gateway.base_url, max_retries=0, timeout=(5, 0.3)) as client:
+        stream = client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "x"}],
+            response_format=build_response_format(Point),
+            stream=True,
+        )
+        with pytest.raises(APITimeoutError):
+            list(stream)
+
+
+def sse_body(*events: str) -> Callable[[RawConnection], None]:
+    def handler(conn: RawConnection) -> None:
+        conn.head(headers={"Content-Type": "text/event-stream"})
+        for data in events:
+            conn.chunk(f"data: {data}\n\n".encode())
+        conn.end()
+
+    return handler
+
+
+def test_chat_completion_stream_event_that_is_not_json_is_an_api_error(raw: Callable[..., DotTxt]) -> None:
+    good = json.dumps({"id": "c", "choices": [{"index": 0, "delta": {"content": "{"}}]})
+    client = raw(sse_body(good, "<html>proxy error</html>"))
+    stream = client.chat.completions.create(model="m", messages=[], stream=True)
+    assert next(stream).choices[0].delta.content == "{"
+    with pytest.raises(APIError, match="not JSON"):
+        next(stream)
+
+
+def test_chat_completion_stream_closed_from_another_thread_ends_quietly() -> None:
+    role = json.dumps({"id": "c", "choices": [{"index": 0, "delta": {"role": "assistant"}}]})
+    disconnected: list[bool] = []
+
+    def handler(conn: RawConnection) -> None:
+        conn.head(headers={"Content-Type": "text/event-stream"})
+        conn.chunk(f"data: {role}\n\n".encode())
+        disconnected.append(conn.wait_for_disconnect(10))
+
+    with RawServer(handler) as server, DotTxt(api_key="k", base_url=server.base_url, timeout=(5, 30)) as client:
+        stream = client.chat.completions.create(model="m", messages=[], stream=True)
+        next(stream)
+        closer = threading.Timer(0.2, stream.close)  # while the loop below is blocked reading
+        closer.start()
+        started = time.monotonic()
+        assert list(stream) == []
+        closer.join()
+        assert time.monotonic() - started < 5
+        assert server.handled.wait(5)
+    assert disconnected == [True]
 
 
 class _Clock:
