@@ -7,11 +7,13 @@ a `requests.Response` with a 2xx status, or raises one of `dottxt.errors`.
 from __future__ import annotations
 
 import email.utils
+import ipaddress
 import logging
 import random
 import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
@@ -220,6 +222,8 @@ class Transport:
         self.max_retries = max_retries
         self._owns_session = session is None
         self.session = session if session is not None else self._new_session()
+        if self._owns_session and _is_loopback(self.base_url):
+            self.session.trust_env = False  # a local gateway is never reached through HTTP(S)_PROXY
         self.headers: dict[str, str] = {
             "User-Agent": f"dottxt-python/{__version__}",
             "Accept": "application/json",
@@ -298,7 +302,7 @@ class Transport:
                     if stream:
                         self._track(response)
                     return response
-                error = self._status_error(response, streamed=stream)
+                error = self._status_error(response, streamed=stream, secret=self._api_key)
                 retry_after = response.headers.get("retry-after")
                 response.close()
                 if response.status_code not in RETRY_STATUSES:
@@ -316,8 +320,11 @@ class Transport:
                 time.sleep(delay)
 
     @staticmethod
-    def _status_error(response: requests.Response, *, streamed: bool) -> APIStatusError:
-        """The APIStatusError subclass for a non-2xx response, its body read (bounded)."""
+    def _status_error(response: requests.Response, *, streamed: bool, secret: str) -> APIStatusError:
+        """The APIStatusError subclass for a non-2xx response, its body read (bounded).
+
+        A server may echo the key it rejected; it is blanked out of the body and message.
+        """
         try:
             if streamed:
                 raw = response.raw.read(MAX_ERROR_BODY, decode_content=True)
@@ -326,6 +333,8 @@ class Transport:
                 body = response.text
         except Exception:  # a body we cannot read still leaves the status to report
             body = ""
+        if secret and secret in body:
+            body = body.replace(secret, "***")
         message = error_message_from_body(body) or response.reason or f"HTTP {response.status_code}"
         return status_error_class(response.status_code)(
             message,
@@ -360,6 +369,17 @@ class Transport:
         else:
             for adapter in self.session.adapters.values():
                 adapter.close()
+
+
+def _is_loopback(url: str) -> bool:
+    """True when the URL's host is this machine (127.0.0.0/8, ::1, localhost)."""
+    host = (urllib.parse.urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _reason(exc: BaseException) -> str:

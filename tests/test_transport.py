@@ -178,3 +178,21 @@ def test_close_closes_idle_pooled_connections_at_once():
         client.close()
         assert server.handled.wait(5)
     assert disconnected == [True]
+
+
+def test_a_key_the_server_echoes_back_is_blanked_out_of_errors(gateway):
+    secret = "sk-very-secret-0123456789"
+    gateway.fail_next(401, body={"error": {"message": f"Incorrect API key provided: {secret}"}})
+    with DotTxt(api_key=secret, base_url=gateway.base_url, max_retries=0) as client:
+        with pytest.raises(Exception) as info:
+            client.models.list()
+    error = info.value
+    assert secret not in str(error) and secret not in error.body and secret not in repr(error)  # type: ignore[attr-defined]
+    assert "Incorrect API key provided" in str(error)
+
+
+def test_a_loopback_gateway_is_not_sent_through_an_environment_proxy(gateway, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    with client_of(gateway) as client:
+        assert [m.id for m in client.models.list()] == ["dottxt/fake-model"]
