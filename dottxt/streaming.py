@@ -112,6 +112,11 @@ class PatchEvent:
         op = self.op
         return op.get("op") == "add" and op.get("path", "") != "" and not isinstance(op.get("value"), (dict, list))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # copy, deepcopy and pickle rebuild it as PatchEvent(op, snapshot): a streamed event's
+        # state also holds its document builder (and that builder's lock), which cannot be copied.
+        return (PatchEvent, (self.op, self.snapshot))
+
 
 PatchEvent.snapshot = _LazySnapshot()  # type: ignore[assignment,method-assign]
 
@@ -171,8 +176,7 @@ class _DocumentBuilder:
             if path is None:  # not an add, or an add the fast paths declined: the general, checking path
                 self._containers.clear()
                 self._document = apply_op(self._document, op)
-                pointer = op["path"]
-                path = decode_path(self._document, pointer) if op["op"] != "remove" else _segments(pointer)
+                path = decode_path(self._document, op["path"])  # list indices as ints, after a remove too
             index = len(self._ops)
             self._ops.append(op if line is None else line)
         event = object.__new__(PatchEvent)
@@ -693,7 +697,7 @@ class PatchStream:
                 )
             except InvalidOutputError as exc:
                 if self._max_tokens is not None and pipeline.finish_reason is None:
-                    exc.message = f"{exc.message} (the answer may have been cut off by max_tokens={self._max_tokens})"
+                    exc.message = f"{exc.message} (the output may have been truncated by max_tokens={self._max_tokens})"
                     exc.args = (exc.message,)
                 raise
             self._has_result = True

@@ -7,10 +7,12 @@ RawServer that controls every byte.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import enum
 import json
 import logging
+import pickle
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -490,6 +492,29 @@ def test_event_field_path_value_and_is_leaf_for_every_pointer_shape(raw: Callabl
     }
 
 
+def test_other_rfc6902_ops_report_list_indices_as_ints(raw: Callable[..., DotTxt]) -> None:
+    ops = [
+        {"op": "add", "path": "", "value": {"xs": ["a", "b", "c"]}},
+        {"op": "remove", "path": "/xs/0"},
+        {"op": "remove", "path": "/xs/1"},  # the last item: its index is now the list's length
+        {"op": "replace", "path": "/xs/0", "value": "B"},
+    ]
+    client = raw(send_ops(*ops))
+    events = list(client.stream(model="m", response_format={"type": "object"}, input="x"))
+    assert [e.path for e in events] == [(), ("xs", 0), ("xs", 1), ("xs", 0)]
+    assert [e.snapshot for e in events[1:]] == [{"xs": ["b", "c"]}, {"xs": ["b"]}, {"xs": ["B"]}]
+
+
+def test_streamed_events_can_be_copied_and_pickled(client: DotTxt) -> None:
+    events = list(client.stream(model=MODEL, response_format=Plan, input="x", seed=1))
+    event = events[-2]
+    for clone in (copy.copy(event), copy.deepcopy(event), pickle.loads(pickle.dumps(event))):
+        assert clone == event
+        assert (clone.field, clone.path, clone.is_leaf) == (event.field, event.path, event.is_leaf)
+    copy.deepcopy(event).snapshot.clear()
+    assert event.snapshot  # the copy's snapshot is its own
+
+
 @pytest.mark.parametrize(
     "response_format",
     [Plan, Point, Movie, Color, Literal["a", "b"], list[int], tuple[int, str], Optional[Point], dict[str, int]],  # noqa: UP045
@@ -501,6 +526,17 @@ def test_result_is_typed_exactly_as_generate_returns_it(client: DotTxt, response
     generated = client.generate(model=MODEL, response_format=response_format, input="x", seed=4)
     assert streamed == generated
     assert type(streamed) is type(generated)
+
+
+def test_result_cut_off_by_max_tokens_is_invalid_output_saying_truncated(client: DotTxt) -> None:
+    stream = client.stream(model=MODEL, response_format=Plan, input="x", max_tokens=6)
+    with pytest.raises(InvalidOutputError) as info:
+        stream.result()
+    error = info.value
+    assert "truncated" in str(error)
+    assert error.model == MODEL
+    assert isinstance(error.document, dict) and "reply" not in error.document
+    assert error.document == stream.document
 
 
 def test_stream_request_carries_the_parameters_and_extra(gateway: FakeGateway, client: DotTxt) -> None:
