@@ -62,9 +62,7 @@ def _resolve(response_format: Any) -> tuple[dict[str, Any], pydantic.TypeAdapter
         try:
             schema = adapter.json_schema()
         except Exception as exc:  # pydantic raises several kinds for types it cannot describe
-            raise InvalidSchemaError(
-                f"cannot build a JSON Schema for {_type_name(response_format)}: {exc}"
-            ) from exc
+            raise InvalidSchemaError(f"cannot build a JSON Schema for {_type_name(response_format)}: {exc}") from exc
         return schema, adapter
     raise InvalidSchemaError(_unsupported_message(response_format))
 
@@ -160,9 +158,7 @@ class OutputSchema:
         """True when the output is returned as a Python type (a Pydantic model, a dataclass...)."""
         return self._adapter is not None
 
-    def parse_json(
-        self, text: str | None, *, model: str | None = None, finish_reason: str | None = None
-    ) -> Any:
+    def parse_json(self, text: str | None, *, model: str | None = None, finish_reason: str | None = None) -> Any:
         """Decode and validate the model's text output (what `generate` returns)."""
         if text is None:
             raise InvalidOutputError(
@@ -197,9 +193,7 @@ class OutputSchema:
             try:
                 return self._adapter.validate_json(text)
             except pydantic.ValidationError as exc:
-                raise self._mismatch(
-                    exc, _first_pydantic_error(exc), model, finish_reason, text, document
-                ) from exc
+                raise self._mismatch(exc, _first_pydantic_error(exc), model, finish_reason, text, document) from exc
         if self.schema.get("type") == _STRUCTURAL_TAG:
             return document
         if self._validator is None:
