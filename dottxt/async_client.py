@@ -429,6 +429,11 @@ class AsyncDotTxt:
         self.chat = AsyncChat(self.sync)
 
     @property
+    def api_key(self) -> str:
+        """The API key in use (never shown in `repr()`)."""
+        return self.sync.api_key
+
+    @property
     def base_url(self) -> str:
         """The API base URL requests go to (no trailing `/`)."""
         return self.sync.base_url

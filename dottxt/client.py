@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
 import urllib3.exceptions
@@ -16,7 +16,7 @@ from .schemas import OutputSchema
 from .sse import DONE, iter_sse_data
 from .streaming import DEFAULT_MAX_LINE_BYTES, PatchStream, iter_lines
 from .transport import CancelToken, Timeout, Transport, interrupt_response
-from .types import ChatCompletion, ChatCompletionChunk, ModelPage
+from .types import ChatCompletion, ChatCompletionChunk, ModelPage, Record
 
 if TYPE_CHECKING:
     import queue
@@ -112,7 +112,7 @@ class Models:
     def list(self) -> ModelPage:
         """GET /models: a page whose `.data` holds the models (iterating the page yields them)."""
         response = self._transport.request("GET", "models")
-        return ModelPage.model_validate(_json_of(response))
+        return _record(ModelPage, response)
 
 
 class Completions:
@@ -138,7 +138,7 @@ class Completions:
             )
             return ChatCompletionStream(response, self._transport.release)
         response = self._transport.request("POST", "chat/completions", json=kwargs, timeout=timeout)
-        return ChatCompletion.model_validate(_json_of(response))
+        return _record(ChatCompletion, response)
 
 
 class Chat:
@@ -222,6 +222,22 @@ def _read_error(exc: Exception) -> Exception:
     if isinstance(exc, (urllib3.exceptions.HTTPError, requests.exceptions.RequestException, OSError)):
         return APIConnectionError(f"the connection dropped mid-stream ({exc})")
     return exc
+
+
+_R = TypeVar("_R", bound=Record)
+
+
+def _record(cls: type[_R], response: requests.Response) -> _R:
+    """The response's JSON as a `cls` record; APIStatusError when it is not JSON of that shape."""
+    try:
+        return cls.model_validate(_json_of(response))
+    except ValueError as exc:  # pydantic's ValidationError
+        raise APIStatusError(
+            f"the server's {response.status_code} answer is not a {cls.__name__}: {exc.__class__.__name__}",
+            status_code=response.status_code,
+            body=response.text[:1000],
+            request_id=response.headers.get("x-request-id"),
+        ) from exc
 
 
 def _json_of(response: requests.Response) -> Any:
@@ -338,7 +354,7 @@ class DotTxt:
             extra=extra,
         )
         response = self._transport.request("POST", "chat/completions", json=body, timeout=_check_timeout(timeout))
-        completion = ChatCompletion.model_validate(_json_of(response))
+        completion = _record(ChatCompletion, response)
         if not completion.choices:
             from .errors import InvalidOutputError
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import typing
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
@@ -108,7 +109,45 @@ def _check_schema_dict(schema: dict[str, Any]) -> dict[str, Any]:
     except jsonschema.SchemaError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
         raise InvalidSchemaError(f"invalid JSON Schema at {where}: {exc.message}") from exc
+    _check_local_refs(schema)
     return schema
+
+
+_DATA_KEYWORDS = frozenset({"enum", "const", "default", "examples"})  # hold values, not schemas
+
+
+def _check_local_refs(schema: dict[str, Any]) -> None:
+    """Refuse a `$ref` to a `#/...` location the schema does not have (the metaschema cannot tell)."""
+    refs: list[tuple[str, str]] = []
+    nested_ids = False
+
+    def walk(node: Any, where: str) -> None:
+        nonlocal nested_ids
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "$ref" and isinstance(value, str) and value.startswith("#/"):
+                    refs.append((value, where or "(root)"))
+                elif key == "$id" and where:
+                    nested_ids = True  # refs below resolve against another base: leave them be
+                elif key not in _DATA_KEYWORDS:
+                    walk(value, f"{where}/{key}" if where else key)
+        elif isinstance(node, list):
+            for index, item in enumerate(node):
+                walk(item, f"{where}/{index}")
+
+    walk(schema, "")
+    if nested_ids:
+        return
+    for ref, where in refs:
+        node: Any = schema
+        for raw in ref[2:].split("/"):
+            segment = urllib.parse.unquote(raw).replace("~1", "/").replace("~0", "~")
+            if isinstance(node, dict) and segment in node:
+                node = node[segment]
+            elif isinstance(node, list) and segment.isdigit() and int(segment) < len(node):
+                node = node[int(segment)]
+            else:
+                raise InvalidSchemaError(f"invalid JSON Schema at {where}: $ref {ref!r} points to nothing")
 
 
 def _is_type_like(value: Any) -> bool:

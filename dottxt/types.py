@@ -42,7 +42,7 @@ class Model(Record):
 
     id: str
     object: str | None = None
-    created: int | None = None
+    created: int | float | None = None
     owned_by: str | None = None
 
 
@@ -90,7 +90,7 @@ class ChatCompletion(Record):
 
     id: str | None = None
     object: str | None = None
-    created: int | None = None
+    created: int | float | None = None
     model: str | None = None
     choices: list[Choice] = []
     usage: CompletionUsage | None = None
@@ -116,7 +116,7 @@ class ChatCompletionChunk(Record):
 
     id: str | None = None
     object: str | None = None
-    created: int | None = None
+    created: int | float | None = None
     model: str | None = None
     choices: list[ChunkChoice] = []
     usage: CompletionUsage | None = None

@@ -54,9 +54,7 @@ def completion(content: str | None, finish_reason: str = "stop") -> dict:
         "id": "chatcmpl-1",
         "object": "chat.completion",
         "model": "m",
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}
-        ],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}],
         "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
         "system_fingerprint": "fp_x",
     }
@@ -346,6 +344,7 @@ def test_generate_invalid_output_against_json_schema(client):
         ('["a"]', "not a JSON Schema object"),
         ({"type": "banana"}, "invalid JSON Schema"),
         ({"properties": {"a": {"minLength": -1}}}, "properties/a/minLength"),
+        ({"properties": {"a": {"$ref": "#/$defs/Missing"}}}, "'#/$defs/Missing' points to nothing"),
         (42, "int instance"),
         (None, "required"),
     ],
@@ -360,3 +359,20 @@ def test_requests_session_can_be_supplied():
     session = requests.Session()
     with DotTxt(api_key="k", base_url=BASE, session=session) as c:
         assert c._transport.session is session
+
+
+@responses.activate
+def test_an_answer_of_the_wrong_shape_is_an_api_error_not_a_validation_error(client):
+    responses.get(f"{BASE}/models", json={"object": "list", "data": [{"id": ["not", "a", "string"]}]})
+    with pytest.raises(APIStatusError) as info:
+        client.models.list()
+    assert "ModelPage" in str(info.value)
+    responses.post(f"{BASE}/chat/completions", json={"choices": "nope"})
+    with pytest.raises(APIStatusError):
+        client.chat.completions.create(model="m", messages=[])
+
+
+@responses.activate
+def test_fractional_timestamps_pass_through(client):
+    responses.get(f"{BASE}/models", json={"object": "list", "data": [{"id": "m", "created": 1.5}]})
+    assert client.models.list().data[0].created == 1.5
