@@ -40,9 +40,10 @@ if TYPE_CHECKING:
         StreamDecodeError,
         UnprocessableEntityError,
     )
+    from .events import PatchEvent
     from .patch import apply_add, apply_op
     from .schemas import build_response_format, normalize_schema
-    from .streaming import PatchEvent, PatchStream
+    from .streaming import PatchStream
 
 __all__ = [
     "__version__",
@@ -82,7 +83,7 @@ _LAZY: dict[str, str] = {
     "AsyncDotTxt": "async_client",
     "AsyncPatchStream": "async_client",
     "BackgroundStream": "background",
-    "PatchEvent": "streaming",
+    "PatchEvent": "events",
     "PatchStream": "streaming",
     "apply_add": "patch",
     "apply_op": "patch",

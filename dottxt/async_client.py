@@ -23,7 +23,9 @@ import requests
 
 from .background import BackgroundStream, FieldCallback
 from .client import ChatCompletionStream, DotTxt
-from .streaming import DEFAULT_MAX_LINE_BYTES, PatchEvent, PatchStream
+from .events import PatchEvent
+from .lines import DEFAULT_MAX_LINE_BYTES
+from .streaming import PatchStream
 from .transport import Timeout, interrupt_response
 from .types import ChatCompletionChunk, ModelPage
 

@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from .errors import StreamCancelledError
-from .streaming import PatchEvent, PatchStream
+from .events import PatchEvent
+from .streaming import PatchStream
 
 __all__ = ["BackgroundStream", "FieldCallback"]
 

@@ -12,9 +12,10 @@ import urllib3.exceptions
 
 from .credentials import credentials_path, load_api_key
 from .errors import APIConnectionError, APIError, APIStatusError, APITimeoutError, DotTxtError
+from .lines import DEFAULT_MAX_LINE_BYTES, iter_lines
 from .schemas import OutputSchema
 from .sse import DONE, iter_sse_data
-from .streaming import DEFAULT_MAX_LINE_BYTES, PatchStream, iter_lines
+from .streaming import PatchStream
 from .transport import CancelToken, Timeout, Transport, interrupt_response
 from .types import ChatCompletion, ChatCompletionChunk, ModelPage, Record
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     import queue
 
     from .background import BackgroundStream
-    from .streaming import PatchEvent
+    from .events import PatchEvent
 
 __all__ = ["DotTxt", "DEFAULT_BASE_URL", "ChatCompletionStream"]
 

@@ -1,19 +1,16 @@
-"""The patch stream: bytes -> lines -> ops -> events.
+"""The patch stream: lines -> ops -> events, for one HTTP response.
 
-`_LineReader` cuts bytes into lines the moment each `\\n` arrives (on bytes, so
-a split UTF-8 sequence or a raw U+2028 inside a JSON string is harmless).
-`_DocumentBuilder` folds ops into the live document and hands out events whose
-snapshots are only copied when read. `PatchStream` ties them to one HTTP
-response.
+`_Pipeline` reads the response through `dottxt.lines`, checks each op and
+hands it to the document builder in `dottxt.events`; with `patch_source="sse"`
+the ops come from token deltas through `dottxt.incremental`. `PatchStream` is
+the iterator users hold.
 """
 
 from __future__ import annotations
 
 import json
-import json.scanner
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -30,267 +27,18 @@ from .errors import (
     StreamDecodeError,
     patch_stream_error,
 )
+from .events import PatchEvent, _DocumentBuilder
 from .incremental import IncrementalJSONParser
-from .patch import _segments, apply_op, decode_path, parse_pointer
+from .lines import DEFAULT_MAX_LINE_BYTES, _LineReader, decode_line, iter_lines, read_chunks, shorten
 from .schemas import OutputSchema
 from .sse import DONE, iter_sse_data
-from .transport import CLOSED_BY_CLIENT, CancelToken, interrupt_response
+from .transport import CancelToken, interrupt_response
 
-__all__ = ["PatchEvent", "PatchStream", "DEFAULT_MAX_LINE_BYTES", "copy_json", "iter_lines"]
+__all__ = ["PatchEvent", "PatchStream", "DEFAULT_MAX_LINE_BYTES", "iter_lines"]
 
-#: The longest line a stream accepts; a longer one is refused while it is still arriving.
-DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
-_READ_SIZE = 64 * 1024
-_SHOWN_LINE = 200
 _NEEDS_VALUE = frozenset({"add", "replace", "test"})
 _NEEDS_FROM = frozenset({"move", "copy"})
 _KNOWN_OPS = _NEEDS_VALUE | _NEEDS_FROM | {"remove"}
-
-
-def copy_json(value: Any) -> Any:
-    """A deep copy of a JSON value (dicts, lists, scalars): several times faster than copy.deepcopy."""
-    if isinstance(value, dict):
-        return {k: copy_json(v) if isinstance(v, (dict, list)) else v for k, v in value.items()}
-    if isinstance(value, list):
-        return [copy_json(v) if isinstance(v, (dict, list)) else v for v in value]
-    return value
-
-
-# --------------------------------------------------------------------------- events
-
-
-class _LazySnapshot:
-    """Class attribute standing in for `PatchEvent.snapshot` on events a stream made.
-
-    A non-data descriptor: an event built directly holds its snapshot in its
-    own `__dict__`, which wins; a streamed event finds no entry and asks its
-    document builder for a copy, once, on first read.
-    """
-
-    def __get__(self, event: PatchEvent | None, owner: type | None = None) -> Any:
-        if event is None:
-            return self
-        state = event.__dict__
-        source: _DocumentBuilder = state["_source"]
-        value = state["snapshot"] = source.snapshot_at(state["_index"])
-        return value
-
-
-@dataclass(frozen=True)
-class PatchEvent:
-    """One patch op as received, and the document after it.
-
-    `snapshot` is an independent copy, valid whenever it is read; streams
-    only make it when you read it, so iterating without snapshots is cheap.
-    """
-
-    op: dict[str, Any]
-    snapshot: Any
-
-    @property
-    def field(self) -> str:
-        """The op's JSON Pointer without its leading `/` (`"intent"`, `"steps/0"`, `""` for the root)."""
-        return str(self.op.get("path", ""))[1:]
-
-    @property
-    def path(self) -> tuple[str | int, ...]:
-        """The decoded pointer: `("address", "city")`, `("steps", 0)`; list indices are ints."""
-        cached = self.__dict__.get("_path")
-        if cached is None:
-            cached = _decoded_path(self.snapshot, parse_pointer(str(self.op.get("path", ""))))
-            self.__dict__["_path"] = cached
-        return cached  # type: ignore[no-any-return]
-
-    @property
-    def value(self) -> Any:
-        """The op's value (`{}` and `[]` included); None for ops without one."""
-        return self.op.get("value")
-
-    @property
-    def is_leaf(self) -> bool:
-        """True for an `add` of a non-container value below the root (0, "", False, None included)."""
-        op = self.op
-        return op.get("op") == "add" and op.get("path", "") != "" and not isinstance(op.get("value"), (dict, list))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # copy, deepcopy and pickle rebuild it as PatchEvent(op, snapshot): a streamed event's
-        # state also holds its document builder (and that builder's lock), which cannot be copied.
-        return (PatchEvent, (self.op, self.snapshot))
-
-
-PatchEvent.snapshot = _LazySnapshot()  # type: ignore[assignment,method-assign]
-
-
-def _decoded_path(document: Any, segments: list[str]) -> tuple[str | int, ...]:
-    """Turn pointer segments into a path tuple, with ints where the container is a list."""
-    out: list[str | int] = []
-    node = document
-    for segment in segments:
-        if isinstance(node, list):
-            index = len(node) - 1 if segment == "-" else int(segment)
-            out.append(index)
-            node = node[index] if 0 <= index < len(node) else None
-        else:
-            out.append(segment)
-            node = node.get(segment) if isinstance(node, dict) else None
-    return tuple(out)
-
-
-def _list_index(segment: str) -> int:
-    """The index an RFC 6901 array segment names, or -1 when it names none ("01", "-", "x")."""
-    if segment.isdigit() and segment.isascii() and (segment[0] != "0" or len(segment) == 1):
-        return int(segment)
-    return -1
-
-
-class _DocumentBuilder:
-    """Folds ops into the live document; makes events and their snapshots on demand.
-
-    Thread-safe: a background stream applies ops on its worker while another
-    thread reads snapshots of earlier events.
-    """
-
-    def __init__(self) -> None:
-        self._document: Any = None
-        # Every op applied, for replaying older snapshots: as its raw line when there is one
-        # (bytes are compact and invisible to the garbage collector), else as the dict.
-        self._ops: list[bytes | dict[str, Any]] = []
-        # pointer -> (container, decoded path) for containers this stream added, while still in place
-        self._containers: dict[str, tuple[Any, tuple[str | int, ...]]] = {}
-        self._cursor = -1  # the op index the cursor document has been replayed to
-        self._cursor_document: Any = None
-        self._lock = threading.Lock()
-
-    @property
-    def count(self) -> int:
-        """How many ops have been applied."""
-        return len(self._ops)
-
-    def apply(self, op: dict[str, Any], line: bytes | None = None) -> PatchEvent:
-        """Apply one op (already checked for shape; `line` is its raw text, if any); return its event.
-
-        PatchError if it cannot be applied.
-        """
-        with self._lock:
-            path = self._add(op["path"], op["value"]) if op["op"] == "add" else None
-            if path is None:  # not an add, or an add the fast paths declined: the general, checking path
-                self._containers.clear()
-                self._document = apply_op(self._document, op)
-                path = decode_path(self._document, op["path"])  # list indices as ints, after a remove too
-            index = len(self._ops)
-            self._ops.append(op if line is None else line)
-        event = object.__new__(PatchEvent)
-        event.__dict__.update(op=op, _source=self, _index=index, _path=path)
-        return event
-
-    def _add(self, pointer: str, value: Any) -> tuple[str | int, ...] | None:
-        """The hot path: an `add` under a container this stream added, found by its pointer.
-
-        The gateway seeds every container before its children, so the parent
-        of nearly every op is in `_containers` and no walk from the root is
-        needed. Anything that could move a container (a replaced container, a
-        list insert, a non-add op) empties the cache. Returns None, changing
-        nothing, when this path does not apply.
-        """
-        if type(value) is dict or type(value) is list:
-            value = copy_json(value) if value else type(value)()  # never alias the op's value
-        if not pointer:
-            self._document = value
-            self._containers.clear()
-            path: tuple[str | int, ...] = ()
-        elif pointer[0] != "/":
-            return None  # not a JSON Pointer: the general path words the error
-        else:
-            parent_pointer, _, key = pointer.rpartition("/")
-            entry = self._containers.get(parent_pointer)
-            if entry is None:
-                entry = self._find(parent_pointer)
-                if entry is None:
-                    return None
-                self._containers[parent_pointer] = entry
-            parent, parent_path = entry
-            if type(parent) is dict:
-                if "~" in key:
-                    key = _segments(pointer)[-1]  # unescaped, and checked
-                old = parent.get(key)
-                if type(old) is dict or type(old) is list:
-                    self._containers.clear()  # a container is being replaced
-                parent[key] = value
-                path = (*parent_path, key)
-            else:
-                size = len(parent)
-                index = size if key == "-" else _list_index(key)
-                if index == size:
-                    parent.append(value)
-                elif 0 <= index < size:
-                    parent.insert(index, value)
-                    self._containers.clear()  # later items moved
-                else:
-                    return None
-                path = (*parent_path, index)
-                if key == "-":
-                    pointer = f"{parent_pointer}/{index}"
-        if type(value) is dict or type(value) is list:
-            self._containers[pointer] = (value, path)
-        return path
-
-    def _find(self, pointer: str) -> tuple[Any, tuple[str | int, ...]] | None:
-        """The container at `pointer` and its decoded path, walking from the root; None if there is none."""
-        node = self._document
-        path: list[str | int] = []
-        for segment in _segments(pointer):
-            if type(node) is dict:
-                node = node.get(segment)
-                path.append(segment)
-            elif type(node) is list:
-                index = _list_index(segment)
-                if not 0 <= index < len(node):
-                    return None
-                node = node[index]
-                path.append(index)
-            else:
-                return None
-        return (node, tuple(path)) if type(node) is dict or type(node) is list else None
-
-    def document(self) -> Any:
-        """A copy of the document so far (None before the first op)."""
-        with self._lock:
-            return copy_json(self._document)
-
-    def snapshot_at(self, index: int) -> Any:
-        """A copy of the document as it was right after op `index`.
-
-        The latest one is copied from the live document. An older one is
-        replayed on a private cursor document that only moves forward, so a
-        consumer reading snapshots in order while the stream runs ahead pays
-        one op and one copy per read, not a replay from the start.
-        """
-        with self._lock:
-            if index == len(self._ops) - 1:
-                return copy_json(self._document)
-            if index < self._cursor:
-                self._cursor, self._cursor_document = -1, None
-            for position in range(self._cursor + 1, index + 1):
-                logged = self._ops[position]
-                op: dict[str, Any] = _decode_line(logged) if isinstance(logged, bytes) else logged
-                self._cursor_document = apply_op(self._cursor_document, op)
-            self._cursor = index
-            return copy_json(self._cursor_document)
-
-
-_scan_once = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
-
-
-def _decode_line(line: bytes) -> Any:
-    """Decode one JSON line: the C scanner directly, `json.loads` only to word an error."""
-    text = line.decode("utf-8")
-    try:
-        value, end = _scan_once(text, 0)
-    except StopIteration:
-        return json.loads(text)  # leading whitespace, or invalid: let json say which
-    if end != len(text) and not text[end:].isspace():
-        return json.loads(text)  # raises "Extra data"
-    return value
 
 
 def _check_op(data: Any) -> dict[str, Any] | None:
@@ -311,99 +59,6 @@ def _check_op(data: Any) -> dict[str, Any] | None:
     if kind in _NEEDS_FROM and not isinstance(data.get("from"), str):
         raise ValueError(f"{kind!r} op has no string 'from'")
     return data
-
-
-def _shorten(line: bytes | str) -> str:
-    text = line.decode("utf-8", errors="replace") if isinstance(line, (bytes, bytearray)) else line
-    return text if len(text) <= _SHOWN_LINE else text[: _SHOWN_LINE - 3] + "..."
-
-
-# --------------------------------------------------------------------------- lines
-
-
-class _LineReader:
-    """Cuts a byte stream into lines as each `\\n` arrives; refuses lines over `max_line_bytes`.
-
-    Lines come out as bytes without the `\\n` (a trailing `\\r` is left for the
-    JSON decoder, which treats it as whitespace); `finish()` returns a final
-    line that had no `\\n`.
-    """
-
-    def __init__(self, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
-        self.max_line_bytes = max_line_bytes
-        self._partial = bytearray()
-
-    def feed(self, data: bytes) -> list[bytes]:
-        """The lines completed by `data`. Raises StreamDecodeError for an over-long line."""
-        lines: list[bytes] = []
-        start = 0
-        newline = data.find(b"\n")
-        while newline >= 0:
-            if self._partial:
-                self._partial += data[start:newline]
-                line = bytes(self._partial)
-                self._partial.clear()
-            else:
-                line = data[start:newline]
-            if len(line) > self.max_line_bytes:
-                self._too_long(line)
-            lines.append(line)
-            start = newline + 1
-            newline = data.find(b"\n", start)
-        if start < len(data):
-            self._partial += data[start:]
-            if len(self._partial) > self.max_line_bytes:
-                self._too_long(self._partial)
-        return lines
-
-    def finish(self) -> bytes | None:
-        """The last line, when the body ended without a final `\\n`."""
-        if not self._partial:
-            return None
-        line = bytes(self._partial)
-        self._partial.clear()
-        return line
-
-    def _too_long(self, line: bytes | bytearray) -> None:
-        raise StreamDecodeError(
-            f"line longer than the limit of {self.max_line_bytes} bytes",
-            line=_shorten(bytes(line[:_SHOWN_LINE])),
-        )
-
-
-def iter_lines(response: requests.Response, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[bytes]:
-    """Yield the body's lines as each one completes (a last line without `\\n` included)."""
-    reader = _LineReader(max_line_bytes)
-    for chunk in read_chunks(response):
-        yield from reader.feed(chunk)
-    last = reader.finish()
-    if last is not None:
-        yield last
-
-
-def read_chunks(response: requests.Response, size: int = _READ_SIZE) -> Iterator[bytes]:
-    """Yield body bytes as soon as any arrive (read1: one chunk, never waiting to fill a buffer).
-
-    A response that `client.close()` cut short raises urllib3's ProtocolError,
-    like any dropped connection: its read may end as if the body were complete,
-    or fail inside http.client (ValueError, AttributeError) as the other thread
-    closes it.
-    """
-    raw = response.raw
-    read1 = getattr(raw, "read1", None)
-    while True:
-        try:
-            data = read1(size) if read1 is not None else raw.read(size)
-        except (ValueError, AttributeError) as exc:
-            raise urllib3.exceptions.ProtocolError(f"the response was closed while being read ({exc})") from exc
-        if not data:
-            if getattr(response, CLOSED_BY_CLIENT, False):
-                raise urllib3.exceptions.ProtocolError("the client was closed while the response was being read")
-            return
-        yield data
-
-
-# --------------------------------------------------------------------------- stream
 
 
 class _Pipeline:
@@ -508,13 +163,13 @@ class _Pipeline:
         if not line or line.isspace():
             return None
         try:
-            data = _decode_line(line)
+            data = decode_line(line)
             op = _check_op(data)
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise StreamDecodeError(
                 f"line {line_number} is not a valid patch op: {exc}",
                 line_number=line_number,
-                line=_shorten(line),
+                line=shorten(line),
             ) from exc
         if op is None:
             error = data.get("error")
@@ -545,7 +200,7 @@ class _Pipeline:
         return StreamDecodeError(
             f"{where}cannot apply op: {exc}",
             line_number=line_number,
-            line=_shorten(line if line is not None else json.dumps(op)),
+            line=shorten(line if line is not None else json.dumps(op)),
         )
 
     def _sse_ops(self, response: requests.Response) -> Iterator[dict[str, Any]]:
@@ -557,7 +212,7 @@ class _Pipeline:
             try:
                 chunk = json.loads(data)
             except ValueError as exc:
-                raise StreamDecodeError(f"an SSE event is not JSON: {exc}", line=_shorten(data)) from exc
+                raise StreamDecodeError(f"an SSE event is not JSON: {exc}", line=shorten(data)) from exc
             if not isinstance(chunk, dict):
                 continue
             if chunk.get("error") is not None and not chunk.get("choices"):
