@@ -34,7 +34,7 @@ _thread_numbers = itertools.count(1)
 _RUNNING, _FINISHING, _CANCELLED = "running", "finishing", "cancelled"
 
 
-def _segments(pointer: str) -> tuple[str, ...]:
+def pointer_segments(pointer: str) -> tuple[str, ...]:
     """The escaped segments of a JSON Pointer (`""` -> (), `"/a/0"` -> ("a", "0"))."""
     return tuple(pointer[1:].split("/")) if pointer else ()
 
@@ -69,7 +69,7 @@ class _FieldRouter:
     def callbacks(self, event: PatchEvent) -> list[FieldCallback]:
         """The callbacks whose field or pattern matches `event`, in registration order."""
         pointer = str(event.op.get("path", ""))
-        segments = _segments(pointer)
+        segments = pointer_segments(pointer)
         if "-" in segments:  # an append: also match the index it landed at ("steps/-" -> "steps/3")
             resolved = tuple(
                 str(part) if isinstance(part, int) else part.replace("~", "~0").replace("/", "~1")

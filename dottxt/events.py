@@ -1,6 +1,6 @@
 """Events: ops folded into the live document, and PatchEvents whose snapshots are copied only when read.
 
-`_DocumentBuilder` applies each op (finding the parent by pointer in a cache
+`DocumentBuilder` applies each op (finding the parent by pointer in a cache
 of the containers the stream added, so no walk from the root), keeps the ops
 for replaying older snapshots, and makes the `PatchEvent`s.
 """
@@ -13,9 +13,9 @@ from typing import Any
 
 from .errors import PatchError
 from .lines import decode_line
-from .patch import _segments, apply_op, decode_path, parse_pointer
+from .patch import apply_op, decode_path, parse_pointer, pointer_segments
 
-__all__ = ["PatchEvent", "copy_json"]
+__all__ = ["PatchEvent", "DocumentBuilder", "copy_json"]
 
 
 def copy_json(value: Any) -> Any:
@@ -39,7 +39,7 @@ class _LazySnapshot:
         if event is None:
             return self
         state = event.__dict__
-        source: _DocumentBuilder = state["_source"]
+        source: DocumentBuilder = state["_source"]
         value = state["snapshot"] = source.snapshot_at(state["_index"])
         return value
 
@@ -100,7 +100,7 @@ def _list_index(segment: str) -> int:
     return -1
 
 
-class _DocumentBuilder:
+class DocumentBuilder:
     """Folds ops into the live document; makes events and their snapshots on demand.
 
     Thread-safe: a background stream applies ops on its worker while another
@@ -168,7 +168,7 @@ class _DocumentBuilder:
             parent, parent_path = entry
             if type(parent) is dict:
                 if "~" in key:
-                    key = _segments(pointer)[-1]  # unescaped, and checked
+                    key = pointer_segments(pointer)[-1]  # unescaped, and checked
                 old = parent.get(key)
                 if type(old) is dict or type(old) is list:
                     self._containers.clear()  # a container is being replaced
@@ -195,7 +195,7 @@ class _DocumentBuilder:
         """The container at `pointer` and its decoded path, walking from the root; None if there is none."""
         node = self._document
         path: list[str | int] = []
-        for segment in _segments(pointer):
+        for segment in pointer_segments(pointer):
             if type(node) is dict:
                 node = node.get(segment)
                 path.append(segment)

@@ -18,7 +18,7 @@ import urllib3.exceptions
 from .errors import StreamDecodeError
 from .transport import CLOSED_BY_CLIENT
 
-__all__ = ["DEFAULT_MAX_LINE_BYTES", "iter_lines", "read_chunks", "decode_line", "shorten"]
+__all__ = ["DEFAULT_MAX_LINE_BYTES", "LineReader", "iter_lines", "read_chunks", "decode_line", "shorten"]
 
 #: The longest line a stream accepts; a longer one is refused while it is still arriving.
 DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
@@ -26,7 +26,7 @@ _READ_SIZE = 64 * 1024
 _SHOWN_LINE = 200
 
 
-class _LineReader:
+class LineReader:
     """Cuts a byte stream into lines as each `\\n` arrives; refuses lines over `max_line_bytes`.
 
     Lines come out as bytes without the `\\n` (a trailing `\\r` is left for the
@@ -78,7 +78,7 @@ class _LineReader:
 
 def iter_lines(response: requests.Response, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[bytes]:
     """Yield the body's lines as each one completes (a last line without `\\n` included)."""
-    reader = _LineReader(max_line_bytes)
+    reader = LineReader(max_line_bytes)
     for chunk in read_chunks(response):
         yield from reader.feed(chunk)
     last = reader.finish()

@@ -22,6 +22,7 @@ from .errors import PatchError
 
 __all__ = [
     "parse_pointer",
+    "pointer_segments",
     "escape_segment",
     "format_pointer",
     "apply_add",
@@ -33,11 +34,12 @@ __all__ = [
 
 def parse_pointer(pointer: str) -> list[str]:
     """Split a JSON Pointer into its unescaped segments: `"" -> []`, `"/a~1b/~0c" -> ["a/b", "~c"]`."""
-    return list(_segments(pointer))
+    return list(pointer_segments(pointer))
 
 
 @lru_cache(maxsize=4096)
-def _segments(pointer: str) -> tuple[str, ...]:
+def pointer_segments(pointer: str) -> tuple[str, ...]:
+    """`parse_pointer` as a cached, shared tuple: for the hot paths that only read it."""
     # Cached: a stream repeats the same few paths, and the tuple is immutable so sharing it is safe.
     if not pointer:
         return ()
@@ -121,7 +123,7 @@ def _parent(doc: Any, segments: tuple[str, ...], pointer: str) -> Any:
 
 def _get(doc: Any, pointer: str) -> Any:
     node = doc
-    for segment in _segments(pointer):
+    for segment in pointer_segments(pointer):
         node = _child(node, segment, pointer)
     return node
 
@@ -134,7 +136,7 @@ def apply_add(doc: Any, path: str, value: Any) -> Any:
     object. `value` is inserted as is, not copied. A pointer that cannot be
     applied raises `PatchError` naming the failing segment.
     """
-    segments = _segments(path)
+    segments = pointer_segments(path)
     if not segments:
         return value
     parent = _parent(doc, segments, path)
@@ -153,7 +155,7 @@ def apply_add(doc: Any, path: str, value: Any) -> Any:
 
 def _remove(doc: Any, path: str) -> Any:
     """Remove the value at `path` (which must exist) and return it."""
-    segments = _segments(path)
+    segments = pointer_segments(path)
     if not segments:
         raise PatchError("cannot remove the document root (path '')")
     parent = _parent(doc, segments, path)
@@ -168,7 +170,7 @@ def _remove(doc: Any, path: str) -> Any:
 
 
 def _replace(doc: Any, path: str, value: Any) -> Any:
-    segments = _segments(path)
+    segments = pointer_segments(path)
     if not segments:
         return value
     parent = _parent(doc, segments, path)
@@ -246,7 +248,7 @@ def apply_op(doc: Any, op: dict[str, Any]) -> Any:
         return apply_add(doc, path, copy.deepcopy(_get(doc, _pointer_member(op, "from"))))
     if kind == "move":
         source = _pointer_member(op, "from")
-        from_segments, to_segments = _segments(source), _segments(path)
+        from_segments, to_segments = pointer_segments(source), pointer_segments(path)
         if from_segments == to_segments:
             _get(doc, source)  # must exist; moving a value onto itself changes nothing
             return doc
@@ -270,7 +272,7 @@ def decode_path(doc: Any, path: str | Sequence[str]) -> tuple[str | int, ...]:
     works after a `remove`. `path` is a pointer string or `parse_pointer`'s list.
     """
     if isinstance(path, str):
-        pointer, segments = path, _segments(path)
+        pointer, segments = path, pointer_segments(path)
     else:
         pointer, segments = format_pointer(path), tuple(path)
     decoded: list[str | int] = []

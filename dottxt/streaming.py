@@ -27,9 +27,9 @@ from .errors import (
     StreamDecodeError,
     patch_stream_error,
 )
-from .events import PatchEvent, _DocumentBuilder
+from .events import DocumentBuilder, PatchEvent
 from .incremental import IncrementalJSONParser
-from .lines import DEFAULT_MAX_LINE_BYTES, _LineReader, decode_line, iter_lines, read_chunks, shorten
+from .lines import DEFAULT_MAX_LINE_BYTES, LineReader, decode_line, iter_lines, read_chunks, shorten
 from .schemas import OutputSchema
 from .sse import DONE, iter_sse_data
 from .transport import CancelToken, interrupt_response
@@ -78,7 +78,7 @@ class _Pipeline:
         self.max_line_bytes = max_line_bytes
         self.sse = sse
         self.finish_reason: str | None = None  # what an SSE stream's last chunk said
-        self.builder = _DocumentBuilder()
+        self.builder = DocumentBuilder()
         self.response: requests.Response | None = None
         self.cancel = CancelToken()
         self.error: BaseException | None = None
@@ -101,7 +101,7 @@ class _Pipeline:
         response = self._open()
         if response is None:
             return
-        reader = _LineReader(self.max_line_bytes)
+        reader = LineReader(self.max_line_bytes)
         event_for = self._event_for
         line_number = 0
         try:
