@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import requests
 
 from .background import BackgroundStream, FieldCallback
-from .client import ChatCompletionStream, DotTxt
+from .client import ChatCompletionStream, ClientConfig, DotTxt
 from .events import PatchEvent
 from .lines import DEFAULT_MAX_LINE_BYTES
 from .streaming import PatchStream
@@ -400,7 +400,7 @@ class AsyncChat:
 # --------------------------------------------------------------------------- the client
 
 
-class AsyncDotTxt:
+class AsyncDotTxt(ClientConfig):
     """The .txt client for asyncio: `async with AsyncDotTxt() as client: await client.generate(...)`.
 
     Same constructor and configuration as DotTxt, whose threaded transport it
@@ -427,36 +427,10 @@ class AsyncDotTxt:
             session=session,
             patch_source=patch_source,
         )
+        self._transport = self.sync._transport
+        self.patch_source = self.sync.patch_source
         self.models = AsyncModels(self.sync)
         self.chat = AsyncChat(self.sync)
-
-    @property
-    def api_key(self) -> str:
-        """The API key in use (never shown in `repr()`)."""
-        return self.sync.api_key
-
-    @property
-    def base_url(self) -> str:
-        """The API base URL requests go to (no trailing `/`)."""
-        return self.sync.base_url
-
-    @property
-    def timeout(self) -> Timeout:
-        """The default timeout: seconds, or (connect, read)."""
-        return self.sync.timeout
-
-    @property
-    def max_retries(self) -> int:
-        """How many times a failed request is retried."""
-        return self.sync.max_retries
-
-    @property
-    def patch_source(self) -> str:
-        """Where patch ops come from: "gateway" or "sse"."""
-        return self.sync.patch_source
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self.base_url!r})"
 
     async def __aenter__(self) -> AsyncDotTxt:
         return self

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .background import BackgroundStream
     from .events import PatchEvent
 
-__all__ = ["DotTxt", "DEFAULT_BASE_URL", "ChatCompletionStream"]
+__all__ = ["DotTxt", "ClientConfig", "DEFAULT_BASE_URL", "ChatCompletionStream"]
 
 DEFAULT_BASE_URL = "https://api.dottxt.ai/v1"
 PATCH_SOURCES = ("gateway", "sse")
@@ -253,7 +253,37 @@ def _json_of(response: requests.Response) -> Any:
         ) from exc
 
 
-class DotTxt:
+class ClientConfig:
+    """What DotTxt and AsyncDotTxt share: their configuration, read back from the one transport."""
+
+    _transport: Transport
+    patch_source: str
+
+    @property
+    def api_key(self) -> str:
+        """The API key requests are sent with (never shown by `repr()`)."""
+        return self._transport.api_key
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL requests go to (no trailing `/`)."""
+        return self._transport.base_url
+
+    @property
+    def timeout(self) -> Timeout:
+        """The default timeout: seconds, or (connect, read)."""
+        return self._transport.timeout
+
+    @property
+    def max_retries(self) -> int:
+        """How many times a failed request is retried."""
+        return self._transport.max_retries
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+
+class DotTxt(ClientConfig):
     """The blocking .txt client. Share one between threads; close it (or use `with`) when done.
 
     >>> client = DotTxt()                          # key from DOTTXT_API_KEY or `dottxt login`
@@ -291,29 +321,6 @@ class DotTxt:
         )
         self.models = Models(self._transport)
         self.chat = Chat(self._transport)
-
-    @property
-    def api_key(self) -> str:
-        """The API key requests are sent with (never shown by `repr()`)."""
-        return self._transport.api_key
-
-    @property
-    def base_url(self) -> str:
-        """The API base URL requests go to (no trailing `/`)."""
-        return self._transport.base_url
-
-    @property
-    def timeout(self) -> Timeout:
-        """The default timeout: seconds, or (connect, read)."""
-        return self._transport.timeout
-
-    @property
-    def max_retries(self) -> int:
-        """How many times a failed request is retried."""
-        return self._transport.max_retries
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self.base_url!r})"
 
     def __enter__(self) -> DotTxt:
         return self
