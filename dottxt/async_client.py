@@ -26,7 +26,7 @@ from .client import ChatCompletionStream, ClientConfig, DotTxt
 from .events import PatchEvent
 from .lines import DEFAULT_MAX_LINE_BYTES
 from .streaming import PatchStream
-from .transport import Timeout, interrupt_response
+from .transport import CancelToken, Timeout, ambient_cancel, interrupt_response
 from .types import ChatCompletionChunk, ModelPage
 
 if TYPE_CHECKING:
@@ -47,14 +47,16 @@ _EXIT_WAIT = 0.1
 async def _in_thread(name: str, call: Callable[[], T], *, discard: Callable[[T], None] | None = None) -> T:
     """Run a blocking `call()` on a new thread and await its outcome without blocking the loop.
 
-    The thread ends with the call. If the awaiting task is cancelled, the call
-    still runs to its end on its thread (a plain request cannot be interrupted);
-    its outcome is dropped, after `discard(outcome)` (to close a stream nobody
-    will read).
+    The thread ends with the call. If the awaiting task is cancelled, the
+    request the call is sending is interrupted (through the transport's ambient
+    CancelToken) so the thread ends promptly; its outcome is dropped, after
+    `discard(outcome)` (to close a stream nobody will read).
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
     context = contextvars.copy_context()
+    token = CancelToken()
+    context.run(ambient_cancel.set, token)  # requests made by `call` can be cancelled through it
 
     def drop(outcome: T | None, error: BaseException | None) -> None:
         if discard is not None and error is None:
@@ -80,7 +82,11 @@ async def _in_thread(name: str, call: Callable[[], T], *, discard: Callable[[T],
 
     thread = threading.Thread(target=run, name=f"dottxt-{name}-{next(_thread_numbers)}", daemon=True)
     thread.start()
-    return await future
+    try:
+        return await future
+    except asyncio.CancelledError:
+        token.set()  # wake the request: its thread ends now, not at the read timeout
+        raise
 
 
 # --------------------------------------------------------------------------- patch streams

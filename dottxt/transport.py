@@ -6,6 +6,7 @@ a `requests.Response` with a 2xx status, or raises one of `dottxt.errors`.
 
 from __future__ import annotations
 
+import contextvars
 import email.utils
 import ipaddress
 import logging
@@ -164,6 +165,12 @@ def _shutdown(connection: HTTPConnection) -> None:
 
 _current = threading.local()  # the CancelToken of the request this thread is sending
 
+#: A CancelToken for every request made in this context that was given none: how
+#: AsyncDotTxt lets a cancelled task interrupt the request its worker thread is sending.
+ambient_cancel: contextvars.ContextVar[CancelToken | None] = contextvars.ContextVar(
+    "dottxt_ambient_cancel", default=None
+)
+
 
 class _CancellableConnection(HTTPConnection):
     """Registers itself with the sending thread's CancelToken, so a cancel can reach its socket."""
@@ -274,6 +281,8 @@ class Transport:
         """
         if self._closed:
             raise APIConnectionError("the client has been closed")
+        if cancel is None:
+            cancel = ambient_cancel.get()
         url = f"{self.base_url}/{path.lstrip('/')}"
         all_headers = {**self.headers, **dict(headers or {})}
         effective_timeout = self.timeout if timeout is None else timeout

@@ -477,3 +477,29 @@ def test_stream_in_background_is_the_sync_background_stream(
             assert result.model_dump() == TICKET
 
     run(main)
+
+
+def test_cancelling_a_task_awaiting_generate_interrupts_the_request():
+    """The worker thread ends at once (not at the read timeout) and the server sees the hang-up."""
+
+    disconnected: list[bool] = []
+
+    def handler(conn: RawConnection) -> None:
+        disconnected.append(conn.wait_for_disconnect(10))  # never answers
+
+    async def scenario(server: RawServer) -> float:
+        async with AsyncDotTxt(api_key="k", base_url=server.base_url, timeout=(5, 30), max_retries=2) as client:
+            task = asyncio.create_task(client.generate(model="m", response_format={"type": "object"}, input="x"))
+            await asyncio.to_thread(server.requested.wait, 5)
+            started = time.monotonic()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await asyncio.to_thread(server.handled.wait, 5)
+            return time.monotonic() - started
+
+    with RawServer(handler) as server:
+        elapsed = asyncio.run(scenario(server))
+    assert disconnected == [True]
+    assert elapsed < 2.0
+    assert len(server.connections) == 1  # cancelled: not retried
