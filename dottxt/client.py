@@ -11,7 +11,7 @@ import requests
 import urllib3.exceptions
 
 from .credentials import credentials_path, load_api_key
-from .errors import APIConnectionError, APIError, APIStatusError, APITimeoutError, DotTxtError
+from .errors import APIConnectionError, APIError, APIStatusError, APITimeoutError, DotTxtError, error_member_message
 from .lines import DEFAULT_MAX_LINE_BYTES, iter_lines
 from .schemas import OutputSchema
 from .sse import DONE, iter_sse_data
@@ -208,7 +208,7 @@ def _chunk_of(data: str) -> ChatCompletionChunk:
         raise APIError(f"the server sent an SSE event that is not JSON: {data[:200]!r}") from exc
     if isinstance(payload, dict) and "error" in payload and "choices" not in payload:
         error = payload["error"]
-        message = error.get("message") if isinstance(error, dict) else str(error)
+        message = error_member_message(error)
         raise APIError(f"the server reported an error mid-stream: {message}")
     try:
         return ChatCompletionChunk.model_validate(payload)

@@ -50,6 +50,7 @@ __all__ = [
     "status_error_class",
     "patch_stream_error",
     "error_message_from_body",
+    "error_member_message",
 ]
 
 
@@ -233,6 +234,13 @@ def status_error_class(status_code: int) -> type[APIStatusError]:
     if status_code >= 500:
         return InternalServerError
     return _STATUS_CLASSES.get(status_code, APIStatusError)
+
+
+def error_member_message(error: Any) -> str:
+    """The text of an `error` member in a stream: its `message` when it is an object, else itself."""
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return error["message"]  # type: ignore[no-any-return]
+    return str(error)
 
 
 def error_message_from_body(body: str) -> str | None:

@@ -25,6 +25,7 @@ from .errors import (
     PatchError,
     PatchStreamError,
     StreamDecodeError,
+    error_member_message,
     patch_stream_error,
 )
 from .events import DocumentBuilder, PatchEvent
@@ -174,7 +175,7 @@ class _Pipeline:
         if op is None:
             error = data.get("error")
             if error is not None:
-                message = error.get("message") if isinstance(error, dict) else str(error)
+                message = error_member_message(error)
                 raise PatchStreamError(
                     response.status_code,
                     line.decode("utf-8", errors="replace").strip(),
@@ -217,7 +218,7 @@ class _Pipeline:
                 continue
             if chunk.get("error") is not None and not chunk.get("choices"):
                 error = chunk["error"]
-                message = error.get("message") if isinstance(error, dict) else str(error)
+                message = error_member_message(error)
                 raise PatchStreamError(
                     response.status_code,
                     data,
