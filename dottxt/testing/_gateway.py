@@ -659,8 +659,7 @@ class FakeGateway:
         self.requests: list[RecordedRequest] = []
 
         self._lock = threading.Lock()
-        self._closed = threading.Event()
-        self._close_done = False
+        self._closed = threading.Event()  # set once, by close(), under the lock
         self._queue: deque[Any] = deque()
         self._failures: deque[_Failure] = deque()
         self._stream_faults: deque[_StreamFault] = deque()
@@ -832,9 +831,8 @@ class FakeGateway:
     def close(self) -> None:
         """Stop serving, cut every live connection (streams see EOF at once) and join all threads."""
         with self._lock:
-            if self._close_done:
+            if self._closed.is_set():
                 return
-            self._close_done = True
             self._closed.set()
             # Under the lock: a connection thread closes its socket under it too, so
             # shutdown() never hits a closed (or reused) descriptor.
