@@ -494,14 +494,12 @@ class _Handler(BaseHTTPRequestHandler):
         return not self.gw._closed.wait(seconds)
 
     def _run_stream(
-        self,
-        items: Sequence[tuple[bytes, float]],
-        fault: _StreamFault | None,
-        error_payload: Any,
-        trailer: bytes,
-        error_line: str,
+        self, items: Sequence[tuple[bytes, float]], fault: _StreamFault | None, trailer: bytes, error_line: str
     ) -> None:
-        """Write `items` (data, delay before it) applying `fault`, then `trailer` and the end."""
+        """Write `items` (data, delay before it) applying `fault`, then `trailer` and the end.
+
+        `error_line` is the template (`{}`: the error JSON) of an "error" fault's last line.
+        """
         for i, (data, delay) in enumerate(items):
             if fault is not None and i == fault.after:
                 break
@@ -509,19 +507,17 @@ class _Handler(BaseHTTPRequestHandler):
                 self._drop()
                 return
             self._write(data)
-        else:
-            if fault is None:
-                if trailer:
-                    self._write(trailer)
-                self._end_stream()
-                return
-        assert fault is not None
-        if fault.kind == "cut":
+        if fault is None:
+            if trailer:
+                self._write(trailer)
+            self._end_stream()
+        elif fault.kind == "cut":
             self._drop()
         elif fault.kind == "stall":
             self._stall()
         else:
-            self._write(error_line.format(json.dumps(error_payload, ensure_ascii=False)).encode("utf-8"))
+            payload = {"error": {"message": fault.message, "type": "server_error", "code": None}}
+            self._write(error_line.format(json.dumps(payload, ensure_ascii=False)).encode("utf-8"))
             self._end_stream()
 
     def _patch(self, reply: _Reply) -> None:
@@ -542,10 +538,8 @@ class _Handler(BaseHTTPRequestHandler):
                 value = op["value"]
                 pace = delay * max(1.0, len(value) / 20) if isinstance(value, str) else delay
                 items.append(((json.dumps(op, ensure_ascii=False) + "\n").encode("utf-8"), pace))
-        fault = reply.fault
-        payload = {"error": {"message": fault.message if fault else "", "type": "server_error", "code": None}}
         self._begin_stream("application/x-ndjson")
-        self._run_stream(items, fault, payload, b"", "{}\n")
+        self._run_stream(items, reply.fault, b"", "{}\n")
 
     def _sse(self, reply: _Reply) -> None:
         gw = self.gw
@@ -575,10 +569,8 @@ class _Handler(BaseHTTPRequestHandler):
             usage_chunk = chunk({}, usage=self._usage(reply, content))
             usage_chunk["choices"] = []
             items.append((event(usage_chunk), 0.0))
-        fault = reply.fault
-        payload = {"error": {"message": fault.message if fault else "", "type": "server_error", "code": None}}
         self._begin_stream("text/event-stream; charset=utf-8")
-        self._run_stream(items, fault, payload, b"data: [DONE]\n\n", "data: {}\n\n")
+        self._run_stream(items, reply.fault, b"data: [DONE]\n\n", "data: {}\n\n")
 
 
 def _json_copy(document: Any) -> Any:
