@@ -19,6 +19,7 @@ from typing import Any
 
 from .errors import StreamCancelledError
 from .events import PatchEvent
+from .patch import escape_segment
 from .streaming import PatchStream
 
 __all__ = ["BackgroundStream", "FieldCallback"]
@@ -34,8 +35,8 @@ _thread_numbers = itertools.count(1)
 _RUNNING, _FINISHING, _CANCELLED = "running", "finishing", "cancelled"
 
 
-def pointer_segments(pointer: str) -> tuple[str, ...]:
-    """The escaped segments of a JSON Pointer (`""` -> (), `"/a/0"` -> ("a", "0"))."""
+def _escaped_segments(pointer: str) -> tuple[str, ...]:
+    """The segments of a JSON Pointer, still escaped as `on_field` keys are (`"/a~1b/0"` -> ("a~1b", "0"))."""
     return tuple(pointer[1:].split("/")) if pointer else ()
 
 
@@ -69,12 +70,9 @@ class _FieldRouter:
     def callbacks(self, event: PatchEvent) -> list[FieldCallback]:
         """The callbacks whose field or pattern matches `event`, in registration order."""
         pointer = str(event.op.get("path", ""))
-        segments = pointer_segments(pointer)
+        segments = _escaped_segments(pointer)
         if "-" in segments:  # an append: also match the index it landed at ("steps/-" -> "steps/3")
-            resolved = tuple(
-                str(part) if isinstance(part, int) else part.replace("~", "~0").replace("/", "~1")
-                for part in event.path
-            )
+            resolved = tuple(escape_segment(str(part)) for part in event.path)
             fields = {"/".join(segments), "/".join(resolved)}
             segments = resolved
         else:
