@@ -44,6 +44,15 @@ CLOSE_GRACE = 0.25
 _EXIT_WAIT = 0.1
 
 
+def _hand_over(loop: asyncio.AbstractEventLoop, callback: Callable[..., object], *args: Any) -> bool:
+    """From a worker thread, schedule `callback(*args)` on `loop`; False if the loop is closed (nobody is waiting)."""
+    try:
+        loop.call_soon_threadsafe(callback, *args)
+    except RuntimeError:
+        return False
+    return True
+
+
 async def _in_thread(name: str, call: Callable[[], T], *, discard: Callable[[T], None] | None = None) -> T:
     """Run a blocking `call()` on a new thread and await its outcome without blocking the loop.
 
@@ -75,9 +84,7 @@ async def _in_thread(name: str, call: Callable[[], T], *, discard: Callable[[T],
             outcome, error = context.run(call), None
         except BaseException as exc:  # handed to the awaiting task, never to threading's excepthook
             outcome, error = None, exc
-        try:
-            loop.call_soon_threadsafe(settle, outcome, error)
-        except RuntimeError:  # the loop is closed: nobody is waiting any more
+        if not _hand_over(loop, settle, outcome, error):
             drop(outcome, error)
 
     thread = threading.Thread(target=run, name=f"dottxt-{name}-{next(_thread_numbers)}", daemon=True)
@@ -111,20 +118,15 @@ class _LoopBackgroundStream(BackgroundStream):
     def _put(self, item: PatchEvent | None) -> bool:
         if item is not None:
             self.delivered_any = True
-        try:
-            self._loop.call_soon_threadsafe(self._sink.put_nowait, item)
-        except RuntimeError:  # the loop is closed: nobody will read the rest
-            self.cancel()
+        if not _hand_over(self._loop, self._sink.put_nowait, item):
+            self.cancel()  # nobody will read the rest
             return False
         return True
 
     def _put_sentinel(self) -> None:
         """The worker's last act: the end marker for readers, and the signal aclose() waits on."""
         if self._put(None):
-            try:
-                self._loop.call_soon_threadsafe(self._finished.set)
-            except RuntimeError:
-                pass
+            _hand_over(self._loop, self._finished.set)
 
 
 class AsyncPatchStream:
@@ -330,18 +332,10 @@ def _pump_chunks(
     A plain function, not a method, so the running thread keeps no reference to
     the AsyncChatCompletionStream: dropping it closes the connection.
     """
-
-    def hand_over(item: tuple[ChatCompletionChunk | None, BaseException | None]) -> bool:
-        try:
-            loop.call_soon_threadsafe(items.put_nowait, item)
-            return True
-        except RuntimeError:  # the loop is closed
-            return False
-
     error: BaseException | None = None
     try:
         for chunk in stream:
-            if stop.is_set() or not hand_over((chunk, None)):
+            if stop.is_set() or not _hand_over(loop, items.put_nowait, (chunk, None)):
                 break
     except BaseException as exc:  # handed to the reader, never to threading's excepthook
         if not stop.is_set():
@@ -351,11 +345,8 @@ def _pump_chunks(
             stream.close()
         except Exception:  # closing a half-read response: nothing left to report
             pass
-        if hand_over((None, error)):
-            try:
-                loop.call_soon_threadsafe(finished.set)
-            except RuntimeError:
-                pass
+        if _hand_over(loop, items.put_nowait, (None, error)):
+            _hand_over(loop, finished.set)
 
 
 # --------------------------------------------------------------------------- resources
