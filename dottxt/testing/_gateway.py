@@ -301,15 +301,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_failure(self, failure: _Failure) -> None:
         body = failure.body
         if body is None:
-            body = {
-                "error": {
-                    "message": f"Injected failure: HTTP {failure.status}",
-                    "type": "server_error" if failure.status >= 500 else "invalid_request_error",
-                    "param": None,
-                    "code": "injected_failure",
-                }
-            }
-        if isinstance(body, (str, bytes)):
+            self._error(
+                failure.status,
+                f"Injected failure: HTTP {failure.status}",
+                type="server_error" if failure.status >= 500 else "invalid_request_error",
+                code="injected_failure",
+                headers=failure.headers,
+            )
+        elif isinstance(body, (str, bytes)):
             data = body.encode("utf-8") if isinstance(body, str) else body
             try:
                 json.loads(data)
