@@ -23,6 +23,7 @@ import requests
 
 from .background import BackgroundStream, FieldCallback
 from .client import ChatCompletionStream, ClientConfig, DotTxt
+from .errors import StreamCancelledError
 from .events import PatchEvent
 from .lines import DEFAULT_MAX_LINE_BYTES
 from .streaming import PatchStream
@@ -236,8 +237,6 @@ class AsyncPatchStream:
         async for _ in self:
             pass
         if self._worker is None:
-            from .errors import StreamCancelledError
-
             raise StreamCancelledError(document=self._stream.document)
         return self._worker.result(timeout=0)
 
