@@ -152,6 +152,12 @@ def _op_offsets(doc: Any) -> list[int]:
     return offsets
 
 
+def _model_record(model_id: str) -> dict[str, Any]:
+    """A model as `GET /v1/models` lists it, owned by its id's `owner/` prefix (else "dottxt")."""
+    owner = model_id.split("/", 1)[0] if "/" in model_id else "dottxt"
+    return {"id": model_id, "object": "model", "created": _MODEL_CREATED, "owned_by": owner}
+
+
 def _split_pieces(text: str, rng: random.Random) -> Iterator[str]:
     """Irregular token-sized pieces (1-8 characters) of `text`, split anywhere."""
     i = 0
@@ -338,19 +344,16 @@ class _Handler(BaseHTTPRequestHandler):
         return True
 
     def _models(self, model_id: str | None) -> None:
-        records = [self.gw._model_record(m) for m in self.gw.models]
         if model_id is None:
-            self._send_json(200, {"object": "list", "data": records})
-            return
-        for record in records:
-            if record["id"] == model_id:
-                self._send_json(200, record)
-                return
-        self._error(
-            404,
-            f"The model `{model_id}` does not exist or you do not have access to it.",
-            code="model_not_found",
-        )
+            self._send_json(200, {"object": "list", "data": [_model_record(m) for m in self.gw.models]})
+        elif model_id in self.gw.models:
+            self._send_json(200, _model_record(model_id))
+        else:
+            self._model_not_found(model_id)
+
+    def _model_not_found(self, model_id: str, param: str | None = None) -> None:
+        message = f"The model `{model_id}` does not exist or you do not have access to it."
+        self._error(404, message, code="model_not_found", param=param)
 
     # -- chat completions
 
@@ -363,12 +366,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, "You must provide a model parameter.", param="model")
             return
         if model not in self.gw.models:
-            self._error(
-                404,
-                f"The model `{model}` does not exist or you do not have access to it.",
-                code="model_not_found",
-                param="model",
-            )
+            self._model_not_found(model, param="model")
             return
         schema, problem = _check_response_format(data.get("response_format"))
         if problem is not None:
@@ -756,10 +754,6 @@ class FakeGateway:
                 return self._queue.popleft()
         material = f"{self.seed}|{request_seed!r}|{json.dumps(schema, sort_keys=True)}"
         return generate_document(schema, random.Random(material))
-
-    def _model_record(self, model_id: str) -> dict[str, Any]:
-        owner = model_id.split("/", 1)[0] if "/" in model_id else "dottxt"
-        return {"id": model_id, "object": "model", "created": _MODEL_CREATED, "owned_by": owner}
 
     # -- serving
 
