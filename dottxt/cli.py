@@ -614,13 +614,11 @@ def _cmd_stream(args: argparse.Namespace) -> int:
                     count += 1
                     _emit(_dumps(event.op, sys.stdout))
                 stream.result()  # the final document must match the schema
-        except APIConnectionError as exc:
-            if count == 0:
-                raise CLIError(_explain(exc, model=model, base_url=client.base_url)) from exc
-            raise CLIError(f"the stream broke after {count} ops: {exc.message}") from exc
-        except (BrokenPipeError, KeyboardInterrupt):
-            raise
+        except BrokenPipeError:
+            raise  # stdout was closed: main() exits 141
         except Exception as exc:
+            if count and isinstance(exc, APIConnectionError):
+                raise CLIError(f"the stream broke after {count} ops: {exc.message}") from exc
             raise CLIError(_explain(exc, model=model, base_url=client.base_url)) from exc
     log.debug("%d ops in %.0f ms", count, _ms_since(start))
     return EXIT_OK
