@@ -738,10 +738,7 @@ def _main(argv: Sequence[str] | None) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
-    except CLIError as exc:
-        _report_error(str(exc), json_mode=json_mode)
-        return EXIT_ERROR
-    except ValueError as exc:  # configuration: no API key, a malformed DOTTXT_BASE_URL, ...
+    except (CLIError, ValueError) as exc:  # ValueError: configuration (a malformed DOTTXT_BASE_URL, ...)
         _report_error(str(exc), json_mode=json_mode)
         return EXIT_ERROR
     except OSError as exc:  # the file system: e.g. the credentials directory is not writable
