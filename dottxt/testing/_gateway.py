@@ -32,7 +32,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from types import TracebackType
 from typing import Any, Literal
@@ -101,7 +101,7 @@ class _Raw:
     text: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Reply:
     """What one chat request resolved to, ready to be written in the requested shape."""
 
@@ -112,7 +112,7 @@ class _Reply:
     request_seed: Any = None
     include_usage: bool = False
     prompt_tokens: int = 0
-    fault: _StreamFault | None = field(default=None)
+    fault: _StreamFault | None = None
 
 
 def _tokens(text: str) -> int:
@@ -387,26 +387,23 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, "'max_tokens' must be a positive integer.", param="max_tokens")
             return
 
-        reply = _Reply(
-            model=model,
-            max_tokens=max_tokens,
-            request_seed=data.get("seed"),
-            include_usage=bool((data.get("stream_options") or {}).get("include_usage"))
-            if isinstance(data.get("stream_options"), dict)
-            else False,
-            prompt_tokens=sum(_tokens(json.dumps(m.get("content", ""))) + 3 for m in messages if isinstance(m, dict)),
-        )
+        request_seed = data.get("seed")
         try:
-            queued = self.gw._next_reply(schema, reply.request_seed)
+            queued = self.gw._next_reply(schema, request_seed)
         except DocumentGenerationError as exc:
             self._error(400, f"Cannot generate a document for this response_format: {exc}", param="response_format")
             return
-        if isinstance(queued, _Raw):
-            reply.raw = queued.text
-        else:
-            reply.document = queued
-        if stream in (True, "patch"):
-            reply.fault = self.gw._pop_stream_fault()
+        stream_options = data.get("stream_options")
+        reply = _Reply(
+            model=model,
+            document=None if isinstance(queued, _Raw) else queued,
+            raw=queued.text if isinstance(queued, _Raw) else None,
+            max_tokens=max_tokens,
+            request_seed=request_seed,
+            include_usage=isinstance(stream_options, dict) and bool(stream_options.get("include_usage")),
+            prompt_tokens=sum(_tokens(json.dumps(m.get("content", ""))) + 3 for m in messages if isinstance(m, dict)),
+            fault=self.gw._pop_stream_fault() if stream in (True, "patch") else None,
+        )
         if stream is True:
             self._sse(reply)
         elif stream == "patch":
