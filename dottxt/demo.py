@@ -132,34 +132,25 @@ def format_arrival(arrival: Arrival) -> str:
     return f"  {arrival.field:<10} {_shown(arrival.value):<{_VALUE_WIDTH}} {arrival.ms:>6.0f} ms"
 
 
-def _lead(arrivals: list[Arrival]) -> tuple[float, float] | None:
-    """(when intent arrived, when reply arrived) in ms, if both did."""
-    when = {arrival.field: arrival.ms for arrival in arrivals}
-    if "intent" not in when or "reply" not in when:
-        return None
-    return when["intent"], when["reply"]
-
-
 def outro(arrivals: list[Arrival]) -> list[str]:
     """The full reply, then the closing line: how long before the reply routing was decided."""
     lines = [""]
     reply = next((a.value for a in arrivals if a.field == "reply"), None)
     if isinstance(reply, str):
         lines += ["Reply:", *textwrap.wrap(reply, width=76, initial_indent="  ", subsequent_indent="  "), ""]
-    lead = _lead(arrivals)
-    if lead is not None:
-        routed, landed = lead
+    summary = summary_dict(arrivals)
+    if summary["lead_ms"] is not None:
         lines.append(
-            f"Routing was decided {round(landed) - round(routed)} ms before the reply landed "
-            f"(intent at {round(routed)} ms, reply at {round(landed)} ms)."
+            f"Routing was decided {summary['lead_ms']} ms before the reply landed "
+            f"(intent at {summary['routing_decided_ms']} ms, reply at {summary['reply_landed_ms']} ms)."
         )
     return lines
 
 
 def summary_dict(arrivals: list[Arrival]) -> dict[str, Any]:
     """The closing line as data: `{"routing_decided_ms": ..., "reply_landed_ms": ..., "lead_ms": ...}`."""
-    lead = _lead(arrivals)
-    if lead is None:
+    when = {arrival.field: round(arrival.ms) for arrival in arrivals}
+    routed, landed = when.get("intent"), when.get("reply")
+    if routed is None or landed is None:
         return {"routing_decided_ms": None, "reply_landed_ms": None, "lead_ms": None}
-    routed, landed = round(lead[0]), round(lead[1])
     return {"routing_decided_ms": routed, "reply_landed_ms": landed, "lead_ms": landed - routed}
