@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -33,12 +33,11 @@ from pydantic import BaseModel
 
 from dottxt import DotTxt
 from dottxt.testing import FakeGateway, ops_from_document
+from tests.clitools import TIMEOUT, cli_command, read_line, read_until, run_cli
 from tests.conftest import TEST_KEY
 
 MODEL = "dottxt/fake-model"
 KEY = "sk-dottxt-acceptance-0123456789"
-TIMEOUT = 60.0  # upper bound only: a broken CLI fails the test instead of hanging it
-LINE_TIMEOUT = 20.0  # how long an expected output line may take (interpreter start-up included)
 PROMPT = "I was charged twice this month"
 
 TICKET_SCHEMA: dict[str, Any] = {
@@ -76,46 +75,6 @@ def user_env(root: Path, **settings: str | None) -> dict[str, str]:
         else:
             env[name] = value
     return env
-
-
-def dottxt(*args: str) -> list[str]:
-    return [sys.executable, "-m", "dottxt", *args]
-
-
-def read_line(stream: IO[bytes], timeout: float = LINE_TIMEOUT) -> bytes:
-    """Bytes from a pipe up to and including the first newline, waiting at most `timeout`."""
-    fd = stream.fileno()
-    data = b""
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as selector:
-        selector.register(fd, selectors.EVENT_READ)
-        while b"\n" not in data:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not selector.select(remaining):
-                raise AssertionError(f"no complete line within {timeout} s (got {data!r})")
-            piece = os.read(fd, 65536)
-            if not piece:
-                break
-            data += piece
-    return data
-
-
-def read_until(stream: IO[bytes], marker: bytes, timeout: float = LINE_TIMEOUT) -> bytes:
-    """Bytes from a pipe until `marker` has arrived (a prompt has no newline), waiting at most `timeout`."""
-    fd = stream.fileno()
-    data = b""
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as selector:
-        selector.register(fd, selectors.EVENT_READ)
-        while marker not in data:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not selector.select(remaining):
-                raise AssertionError(f"no {marker!r} within {timeout} s (got {data!r})")
-            piece = os.read(fd, 65536)
-            if not piece:
-                raise AssertionError(f"the output ended before {marker!r} (got {data!r})")
-            data += piece
-    return data
 
 
 def free_port() -> int:
@@ -211,17 +170,7 @@ def _run(run: Run) -> None:
             env.pop(name, None)
         else:
             env[name] = value
-    result = subprocess.run(
-        dottxt(*run.args),
-        input=run.stdin.encode() if run.stdin is not None else None,
-        stdin=subprocess.DEVNULL if run.stdin is None else None,
-        capture_output=True,
-        env=env,
-        timeout=TIMEOUT,
-    )
-    run.returncode = result.returncode
-    run.stdout = result.stdout.decode()
-    run.stderr = result.stderr.decode()
+    run.returncode, run.stdout, run.stderr = run_cli(cli_command(*run.args), env, run.stdin)
 
 
 @pytest.fixture(scope="module")
@@ -351,7 +300,7 @@ def test_login_asks_with_a_hidden_prompt_when_stdin_is_a_terminal(tmp_path: Path
     controller, terminal = pty.openpty()
     try:
         process = subprocess.Popen(
-            dottxt("login"),
+            cli_command("login"),
             stdin=terminal,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -422,7 +371,7 @@ def _start_ignoring_sigint(args: list[str], env: dict[str, str]) -> subprocess.P
     # SIG_IGN (unlike a handler) survives exec, just as it does for a shell's `&` job.
     launcher = "import os, signal as s, sys; s.signal(s.SIGINT, s.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])"
     return subprocess.Popen(
-        [sys.executable, "-c", launcher, *dottxt(*args)],
+        [sys.executable, "-c", launcher, *cli_command(*args)],
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -450,7 +399,7 @@ def test_fake_gateway_stops_on_sigint_even_as_a_background_job(tmp_path: Path) -
 def test_fake_gateway_serves_on_the_host_and_port_given_with_the_op_delay_given(tmp_path: Path) -> None:
     port, delay = free_port(), 0.05
     process = subprocess.Popen(
-        dottxt("fake-gateway", "--host", "127.0.0.1", "--port", str(port), "--op-delay", str(delay)),
+        cli_command("fake-gateway", "--host", "127.0.0.1", "--port", str(port), "--op-delay", str(delay)),
         env=user_env(tmp_path),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,

@@ -12,33 +12,30 @@ from __future__ import annotations
 import json
 import os
 import re
-import selectors
 import signal
 import socket
 import stat
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 import pytest
 import requests
 
 from dottxt import AuthenticationError, DotTxt, __version__
 from dottxt.testing import FakeGateway, ops_from_document
+from tests.clitools import TIMEOUT, cli_command, read_line, run_cli
 from tests.conftest import TEST_KEY
 from tests.rawserver import RawConnection, RawServer, ndjson
 
 MODEL = "dottxt/fake-model"
 OTHER_MODEL = "acme/tiny-model"
 SECRET = "sk-dottxt-VERY-SECRET-4242"
-TIMEOUT = 60.0  # an upper bound so that a broken CLI fails the test instead of hanging it
-LINE_TIMEOUT = 20.0  # how long a line the CLI should have flushed may take to show up (start-up included)
 PROMPT = "I was charged twice this month, please refund the duplicate."
 
 TICKET_SCHEMA: dict[str, Any] = {
@@ -72,10 +69,6 @@ def cli_env(root: Path, *, key: str | None = TEST_KEY, base_url: str | None = No
     return env
 
 
-def cli_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "dottxt", *args]
-
-
 def popen_cli(args: list[str], env: dict[str, str], **kwargs: Any) -> subprocess.Popen[bytes]:
     """Start the CLI; Ctrl-C reaches it even when this test run inherited SIGINT as ignored."""
     ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
@@ -86,24 +79,6 @@ def popen_cli(args: list[str], env: dict[str, str], **kwargs: Any) -> subprocess
     finally:
         if ignored:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def read_line(stream: IO[bytes], timeout: float = LINE_TIMEOUT) -> bytes:
-    """Bytes read from a pipe up to and including the first newline, waiting at most `timeout`."""
-    fd = stream.fileno()
-    data = b""
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as selector:
-        selector.register(fd, selectors.EVENT_READ)
-        while b"\n" not in data:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not selector.select(remaining):
-                raise AssertionError(f"no complete line within {timeout} s (got {data!r})")
-            piece = os.read(fd, 65536)
-            if not piece:
-                break
-            data += piece
-    return data
 
 
 @dataclass
@@ -246,17 +221,7 @@ def _run(case: Case) -> None:
     command = case.command or cli_command(*case.args)
     env = cli_env(case.root, key=case.key)
     env.update(case.env)
-    result = subprocess.run(
-        command,
-        input=case.stdin.encode() if case.stdin is not None else None,
-        stdin=subprocess.DEVNULL if case.stdin is None else None,
-        capture_output=True,
-        env=env,
-        timeout=TIMEOUT,
-    )
-    case.returncode = result.returncode
-    case.stdout = result.stdout.decode()
-    case.stderr = result.stderr.decode()
+    case.returncode, case.stdout, case.stderr = run_cli(command, env, case.stdin)
 
 
 @pytest.fixture(scope="module")
