@@ -773,11 +773,12 @@ class _Generator:
             sub = prefix[i] if i < len(prefix) else (True if items is None else items)
             value = self.gen(sub, **child)
             if schema.get("uniqueItems") is True:
+                key = json.dumps(value, sort_keys=True)
                 for _ in range(10):
-                    if json.dumps(value, sort_keys=True) not in seen:
+                    if key not in seen:
                         break
                     value = self.gen(sub, **child)
-                key = json.dumps(value, sort_keys=True)
+                    key = json.dumps(value, sort_keys=True)
                 if key in seen and len(out) >= min_i:
                     break  # the item schema ran out of distinct values: a shorter array is valid
                 seen.add(key)
