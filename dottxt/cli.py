@@ -243,7 +243,8 @@ def _add_generation_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="sampling seed")
 
 
-def _positive_float(text: str) -> float:
+def _non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0 (0 included, so not "positive"; NaN and inf refused)."""
     try:
         value = float(text)
     except ValueError:
@@ -336,7 +337,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     )
     sub.add_argument(
         "--op-delay",
-        type=_positive_float,
+        type=_non_negative_float,
         default=None,
         metavar="SECONDS",
         help="pause before each op; longer strings take proportionally longer (default 0.04)",
@@ -352,7 +353,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     sub.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     sub.add_argument("--port", type=_port, default=0, help="port to listen on (default: a free one)")
     sub.add_argument(
-        "--op-delay", type=_positive_float, default=0.0, metavar="SECONDS", help="pause before each streamed op"
+        "--op-delay", type=_non_negative_float, default=0.0, metavar="SECONDS", help="pause before each streamed op"
     )
     sub.add_argument("--api-key", metavar="KEY", help="accept only this key (default: any key)")
     sub.add_argument(
