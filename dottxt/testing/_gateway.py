@@ -523,10 +523,9 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             ops = ops_from_document(reply.document)
             if reply.max_tokens is not None:
-                text = json.dumps(reply.document, ensure_ascii=False)
-                if _tokens(text) > reply.max_tokens:
-                    budget = reply.max_tokens * 4
-                    keep = sum(1 for offset in _op_offsets(reply.document) if offset <= budget)
+                kept, finish = _truncate(json.dumps(reply.document, ensure_ascii=False), reply.max_tokens)
+                if finish == "length":  # only the ops whose value is complete within the kept text
+                    keep = sum(1 for offset in _op_offsets(reply.document) if offset <= len(kept))
                     ops = ops[: min(keep, len(ops) - 1)]
             for op in ops:
                 value = op["value"]
