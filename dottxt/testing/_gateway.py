@@ -448,13 +448,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _begin_stream(self, content_type: str) -> None:
         self._start(200, content_type, {"Cache-Control": "no-cache"})
-        if self.gw.stream_framing == "chunked":
+        self._chunked = self.gw.stream_framing == "chunked"
+        if self._chunked:
             self.send_header("Transfer-Encoding", "chunked")
         else:
             self.send_header("Connection", "close")
             self.close_connection = True
         self.end_headers()
-        self._chunked = self.gw.stream_framing == "chunked"
 
     def _write(self, data: bytes) -> None:
         """One piece of a streamed body, sent at once as its own chunk."""
