@@ -82,6 +82,8 @@ class RecordedRequest:
 
 @dataclass(frozen=True)
 class _Failure:
+    """A reply queued by fail_next(): the next request gets it, whatever it asked for."""
+
     status: int
     body: Any
     headers: Mapping[str, str]
@@ -89,6 +91,8 @@ class _Failure:
 
 @dataclass(frozen=True)
 class _StreamFault:
+    """What the next stream does after `after` ops / events: drop the connection, go silent, or send an error."""
+
     kind: Literal["cut", "stall", "error"]
     after: int
     message: str = ""
