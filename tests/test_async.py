@@ -143,7 +143,7 @@ def test_status_errors_raise_from_the_await(gateway: FakeGateway, client_for: Ca
             gateway.fail_next(401)
             with pytest.raises(AuthenticationError):
                 await client.chat.completions.create(model=MODEL, messages=[], stream=True)
-            gateway.enqueue("not json")
+            gateway.enqueue_raw("not json")
             with pytest.raises(InvalidOutputError):
                 await client.generate(model=MODEL, response_format=Ticket, input="hi")
 

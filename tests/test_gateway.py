@@ -259,7 +259,7 @@ def test_queue_is_fifo_then_generated(gateway: FakeGateway, http: requests.Sessi
 
 
 def test_raw_string_is_sent_verbatim(gateway: FakeGateway, http: requests.Session) -> None:
-    gateway.enqueue('{"intent": "refund", "urgen')
+    gateway.enqueue_raw('{"intent": "refund", "urgen')
     message = post(http, gateway, chat_body()).json()["choices"][0]["message"]
     assert message["content"] == '{"intent": "refund", "urgen'
 
@@ -375,7 +375,7 @@ def test_patch_max_tokens_cuts_the_document(gateway: FakeGateway, http: requests
 
 
 def test_patch_raw_lines_are_sent_verbatim(gateway: FakeGateway, http: requests.Session) -> None:
-    gateway.enqueue('{"op":"add","path":"","value":{}}\r\n\nnot json\n{"op":"add","path":"/a","value":1}')
+    gateway.enqueue_raw('{"op":"add","path":"","value":{}}\r\n\nnot json\n{"op":"add","path":"/a","value":1}')
     resp = post(http, gateway, chat_body(stream="patch"), stream=True)
     assert resp.content == b'{"op":"add","path":"","value":{}}\r\n\nnot json\n{"op":"add","path":"/a","value":1}'
 
@@ -619,3 +619,21 @@ def test_context_manager_closes() -> None:
     assert "closed" in repr(gw)
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{gw.base_url}/models", timeout=5)
+
+
+def test_a_queued_string_is_a_json_string_document_in_every_shape():
+    from dottxt import DotTxt
+
+    with FakeGateway() as gw, DotTxt(api_key="k", base_url=gw.base_url, max_retries=0) as client:
+        for _ in range(3):
+            gw.enqueue("a plain string answer")
+        assert client.generate(model="dottxt/fake-model", response_format=str, input="x") == "a plain string answer"
+        stream = client.stream(model="dottxt/fake-model", response_format=str, input="x")
+        assert [e.op for e in stream] == [{"op": "add", "path": "", "value": "a plain string answer"}]
+        chunks = client.chat.completions.create(
+            model="dottxt/fake-model",
+            messages=[{"role": "user", "content": "x"}],
+            response_format={"type": "json_schema", "json_schema": {"name": "r", "schema": {"type": "string"}}},
+            stream=True,
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == '"a plain string answer"'

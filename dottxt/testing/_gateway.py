@@ -685,18 +685,27 @@ class FakeGateway:
     # -- scripting replies and faults
 
     def enqueue(self, document: Any) -> None:
-        """Queue the next reply (FIFO). A `str` is raw output, sent verbatim.
+        """Queue the next reply's document (FIFO): any JSON value, a string included.
 
-        Raw text is the message content for plain and SSE replies (so tests can
-        simulate invalid JSON) and the body lines for a patch stream (so tests can
-        hand-craft any line). To queue a JSON string document, enqueue `json.dumps(s)`.
-        Anything else is copied as JSON data when queued (a Pydantic model instance,
-        dataclass or Enum is dumped like `generate` would parse it back), so changing
+        It is copied as JSON data when queued (a Pydantic model instance, dataclass
+        or Enum is dumped like `generate` would parse it back), so changing
         `document` afterwards changes nothing; a value with no JSON form is a TypeError.
         """
-        queued = _Raw(document) if isinstance(document, str) else _json_copy(document)
+        queued = _json_copy(document)
         with self._lock:
             self._queue.append(queued)
+
+    def enqueue_raw(self, text: str) -> None:
+        """Queue the next reply as raw text, sent verbatim (FIFO, shared with `enqueue`).
+
+        It is the message content of a plain or SSE reply (so tests can simulate
+        invalid JSON from the model) and the body lines of a patch stream (so
+        tests can hand-craft any line).
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"enqueue_raw takes a str, not {type(text).__name__}")
+        with self._lock:
+            self._queue.append(_Raw(text))
 
     def fail_next(self, status: int, body: Any = None, headers: Mapping[str, str] | None = None) -> None:
         """The next request (any endpoint) gets `status`; calls queue up, one request each.
