@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -159,23 +160,9 @@ class ChatCompletionStream:
     def __init__(self, response: requests.Response, release: Callable[[requests.Response], None]) -> None:
         self.response = response
         self._release = release
-        self._closed = False
-        self._chunks = self._iter()
-
-    def _iter(self) -> Iterator[ChatCompletionChunk]:
-        try:
-            for data in iter_sse_data(iter_lines(self.response, DEFAULT_MAX_LINE_BYTES)):
-                if data.strip() == DONE:
-                    return
-                yield _chunk_of(data)
-        except DotTxtError:
-            raise
-        except Exception as exc:
-            if self._closed:
-                return  # closed by us: the read error is our own interrupt, not a failure
-            raise _read_error(exc) from exc
-        finally:
-            self._release(self.response)
+        self._closed = threading.Event()
+        # The generator holds no reference to this object: dropping the stream closes its connection.
+        self._chunks = _read_chunks(response, release, self._closed)
 
     def __iter__(self) -> Iterator[ChatCompletionChunk]:
         return self._chunks
@@ -191,13 +178,32 @@ class ChatCompletionStream:
 
     def close(self) -> None:
         """Close the connection now. Safe from any thread, and more than once."""
-        self._closed = True
+        self._closed.set()
         interrupt_response(self.response)  # wakes a read blocked on another thread
         try:
             self._chunks.close()  # type: ignore[attr-defined]
         except ValueError:  # running on another thread: the interrupt above ends it
             pass
         self._release(self.response)
+
+
+def _read_chunks(
+    response: requests.Response, release: Callable[[requests.Response], None], closed: threading.Event
+) -> Iterator[ChatCompletionChunk]:
+    """The chunks of an SSE response, each as it arrives; the response is released at the end."""
+    try:
+        for data in iter_sse_data(iter_lines(response, DEFAULT_MAX_LINE_BYTES)):
+            if data.strip() == DONE:
+                return
+            yield _chunk_of(data)
+    except DotTxtError:
+        raise
+    except Exception as exc:
+        if closed.is_set():
+            return  # closed by us: the read error is our own interrupt, not a failure
+        raise _read_error(exc) from exc
+    finally:
+        release(response)
 
 
 def _chunk_of(data: str) -> ChatCompletionChunk:

@@ -376,3 +376,21 @@ def test_an_answer_of_the_wrong_shape_is_an_api_error_not_a_validation_error(cli
 def test_fractional_timestamps_pass_through(client):
     responses.get(f"{BASE}/models", json={"object": "list", "data": [{"id": "m", "created": 1.5}]})
     assert client.models.list().data[0].created == 1.5
+
+
+def test_breaking_out_of_a_chunk_stream_and_dropping_it_closes_the_connection():
+    from tests.rawserver import RawConnection, RawServer
+
+    disconnected: list[bool] = []
+
+    def handler(conn: RawConnection) -> None:
+        conn.head(headers={"Content-Type": "text/event-stream"})
+        conn.chunk(b'data: {"choices": [{"index": 0, "delta": {"content": "{"}}]}\n\n')
+        disconnected.append(conn.wait_for_disconnect(5))
+
+    with RawServer(handler) as server, DotTxt(api_key="k", base_url=server.base_url, max_retries=0) as c:
+        for chunk in c.chat.completions.create(model="m", messages=[], stream=True):
+            assert chunk.choices[0].delta.content == "{"
+            break
+        assert server.handled.wait(5)  # dropped: closed at once, not when the client closes
+    assert disconnected == [True]
