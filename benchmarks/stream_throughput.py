@@ -17,6 +17,7 @@ import json
 import math
 import statistics
 import time
+import tracemalloc
 from collections.abc import Callable
 
 import requests
@@ -71,6 +72,16 @@ def deepcopy_per_op(body: bytes) -> int:
     return snapshots
 
 
+def peak_bytes(fn: Callable[[bytes], object], body: bytes) -> int:
+    """Peak bytes allocated by Python while `fn(body)` runs (tracemalloc)."""
+    tracemalloc.start()
+    try:
+        fn(body)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def best_of(fn: Callable[[bytes], int], body: bytes, repeat: int) -> float:
     times = []
     for _ in range(repeat):
@@ -106,6 +117,16 @@ def main() -> None:
     (n0, t0), (n1, t1) = timings[0], timings[-1]
     exponent = math.log(t1 / t0) / math.log(n1 / n0)
     print(f"  scaling exponent 1k -> 100k: {exponent:.3f} (target <= 1.05)")
+
+    doc = document(100_000)
+    b = body_of(doc)
+    count = loads_per_line(b)
+    print(f"memory while iterating {count} ops ({len(b) / 1e6:.1f} MB of NDJSON), events dropped as they come")
+    doc_bytes = peak_bytes(lambda _: copy.deepcopy(doc), b)
+    ours_bytes = peak_bytes(ours, b)
+    print(f"  the final document alone      {doc_bytes / 1e6:7.1f} MB")
+    print(f"  PatchStream, peak             {ours_bytes / 1e6:7.1f} MB ({ours_bytes / doc_bytes:.1f}x the document:")
+    print("                                  the document plus each raw line, kept to replay older snapshots)")
 
 
 if __name__ == "__main__":
