@@ -9,11 +9,10 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
-import urllib3.exceptions
 
 from .credentials import credentials_path, load_api_key
-from .errors import APIConnectionError, APIError, APIStatusError, APITimeoutError, DotTxtError, error_member_message
-from .lines import DEFAULT_MAX_LINE_BYTES, iter_lines
+from .errors import APIError, APIStatusError, DotTxtError, error_member_message
+from .lines import DEFAULT_MAX_LINE_BYTES, iter_lines, read_error
 from .schemas import OutputSchema
 from .sse import DONE, iter_sse_data
 from .streaming import PatchStream
@@ -201,7 +200,7 @@ def _read_chunks(
     except Exception as exc:
         if closed.is_set():
             return  # closed by us: the read error is our own interrupt, not a failure
-        raise _read_error(exc) from exc
+        raise read_error(exc) from exc
     finally:
         release(response)
 
@@ -220,15 +219,6 @@ def _chunk_of(data: str) -> ChatCompletionChunk:
         return ChatCompletionChunk.model_validate(payload)
     except ValueError as exc:  # pydantic's ValidationError
         raise APIError(f"the server sent an SSE event that is not a chat completion chunk: {data[:200]!r}") from exc
-
-
-def _read_error(exc: Exception) -> Exception:
-    """The SDK error for a failure while reading a streamed body (other exceptions unchanged)."""
-    if isinstance(exc, (urllib3.exceptions.ReadTimeoutError, TimeoutError)):
-        return APITimeoutError("the stream went silent for longer than the read timeout")
-    if isinstance(exc, (urllib3.exceptions.HTTPError, requests.exceptions.RequestException, OSError)):
-        return APIConnectionError(f"the connection dropped mid-stream ({exc})")
-    return exc
 
 
 _R = TypeVar("_R", bound=Record)

@@ -15,10 +15,10 @@ from typing import Any
 import requests
 import urllib3.exceptions
 
-from .errors import StreamDecodeError
+from .errors import APIConnectionError, APITimeoutError, StreamDecodeError
 from .transport import CLOSED_BY_CLIENT
 
-__all__ = ["DEFAULT_MAX_LINE_BYTES", "LineReader", "iter_lines", "read_chunks", "decode_line", "shorten"]
+__all__ = ["DEFAULT_MAX_LINE_BYTES", "LineReader", "iter_lines", "read_chunks", "read_error", "decode_line", "shorten"]
 
 #: The longest line a stream accepts; a longer one is refused while it is still arriving.
 DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
@@ -127,3 +127,15 @@ def shorten(line: bytes | str) -> str:
     """A line for an error message: decoded leniently, cut to a readable length."""
     text = line.decode("utf-8", errors="replace") if isinstance(line, (bytes, bytearray)) else line
     return text if len(text) <= _SHOWN_LINE else text[: _SHOWN_LINE - 3] + "..."
+
+
+def read_error(exc: Exception, progress: str = "", document: Any = None) -> Exception:
+    """The SDK error for a failure while reading a streamed body; other exceptions come back unchanged.
+
+    `progress` (say, " after 12 ops") is added to the message; `document` is what had arrived.
+    """
+    if isinstance(exc, (urllib3.exceptions.ReadTimeoutError, TimeoutError)):
+        return APITimeoutError(f"the stream went silent for longer than the read timeout{progress}", document=document)
+    if isinstance(exc, (urllib3.exceptions.HTTPError, requests.exceptions.RequestException, OSError)):
+        return APIConnectionError(f"the connection dropped mid-stream{progress} ({exc})", document=document)
+    return exc

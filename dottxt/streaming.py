@@ -14,12 +14,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import requests
-import urllib3.exceptions
 
 from .errors import (
-    APIConnectionError,
     APIStatusError,
-    APITimeoutError,
     DotTxtError,
     InvalidOutputError,
     PatchError,
@@ -30,7 +27,7 @@ from .errors import (
 )
 from .events import DocumentBuilder, PatchEvent
 from .incremental import IncrementalJSONParser
-from .lines import DEFAULT_MAX_LINE_BYTES, LineReader, decode_line, iter_lines, read_chunks, shorten
+from .lines import DEFAULT_MAX_LINE_BYTES, LineReader, decode_line, iter_lines, read_chunks, read_error, shorten
 from .schemas import OutputSchema
 from .sse import DONE, iter_sse_data
 from .transport import CancelToken, interrupt_response
@@ -247,14 +244,7 @@ class _Pipeline:
                 exc.line_number = line_number
             exc.document = document
             return exc
-        if isinstance(exc, (urllib3.exceptions.ReadTimeoutError, TimeoutError)):
-            return APITimeoutError(
-                f"the stream went silent for longer than the read timeout after {count} ops",
-                document=document,
-            )
-        if isinstance(exc, (urllib3.exceptions.HTTPError, requests.exceptions.RequestException, OSError)):
-            return APIConnectionError(f"the connection dropped mid-stream after {count} ops ({exc})", document=document)
-        return exc
+        return read_error(exc, f" after {count} ops", document)
 
 
 class PatchStream:
