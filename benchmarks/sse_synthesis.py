@@ -29,8 +29,8 @@ import re
 import time
 from typing import Any
 
-from dottxt.incremental import IncrementalJSONParser
-from dottxt.patch import ops_from_document
+from dottxt._incremental import IncrementalJSONParser
+from dottxt._patch import ops_from_document
 
 SIZES = [1_000, 10_000, 100_000, 1_000_000]
 PIECE = 4

@@ -22,9 +22,9 @@ from collections.abc import Callable
 
 import requests
 
-from dottxt.patch import apply_add, ops_from_document
-from dottxt.schemas import OutputSchema
-from dottxt.streaming import PatchStream
+from dottxt._patch import apply_add, ops_from_document
+from dottxt._schemas import OutputSchema
+from dottxt._streaming import PatchStream
 
 OUTPUT = OutputSchema({"type": "object"})
 

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from .async_client import AsyncDotTxt, AsyncPatchStream
-    from .background import BackgroundStream
-    from .client import DotTxt
-    from .errors import (
+    from ._async_client import AsyncDotTxt, AsyncPatchStream
+    from ._background import BackgroundStream
+    from ._client import DotTxt
+    from ._errors import (
         APIConnectionError,
         APIError,
         APIStatusError,
@@ -40,10 +40,10 @@ if TYPE_CHECKING:
         StreamDecodeError,
         UnprocessableEntityError,
     )
-    from .events import PatchEvent
-    from .patch import apply_add, apply_op
-    from .schemas import build_response_format, normalize_schema
-    from .streaming import PatchStream
+    from ._events import PatchEvent
+    from ._patch import apply_add, apply_op
+    from ._schemas import build_response_format, normalize_schema
+    from ._streaming import PatchStream
 
 __all__ = [
     "__version__",
@@ -98,7 +98,7 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(importlib.import_module(f"._{module}", __name__), name)
     globals()[name] = value
     return value
 

@@ -1,5 +1,5 @@
 """`python -m dottxt`: the same command line as the `dottxt` console script."""
 
-from .cli import main
+from ._cli import main
 
 raise SystemExit(main())

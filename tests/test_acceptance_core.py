@@ -24,7 +24,7 @@ import pytest
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
 import dottxt
-import dottxt.transport
+import dottxt._transport
 from dottxt import (
     APIConnectionError,
     APIError,
@@ -48,7 +48,7 @@ from dottxt import (
     build_response_format,
     normalize_schema,
 )
-from dottxt.credentials import save_api_key
+from dottxt._credentials import save_api_key
 from dottxt.testing import FakeGateway
 from tests.conftest import TEST_KEY
 from tests.rawserver import RawConnection, RawServer, ndjson
@@ -343,7 +343,7 @@ def test_retry_after_seconds_and_http_date_on_the_wire_are_honoured_and_capped(
     gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = _Clock()
-    monkeypatch.setattr(dottxt.transport, "time", clock)
+    monkeypatch.setattr(dottxt._transport, "time", clock)
     gateway.fail_next(503, headers={"Retry-After": formatdate(time.time() + 30, usegmt=True)})
     gateway.fail_next(429, headers={"Retry-After": "7"})
     gateway.fail_next(429, headers={"Retry-After": "86400"})  # a day: capped

@@ -30,7 +30,7 @@ from dottxt import (
     PatchEvent,
     StreamCancelledError,
 )
-from dottxt.patch import ops_from_document
+from dottxt._patch import ops_from_document
 from dottxt.testing import FakeGateway
 from tests.conftest import TEST_KEY
 from tests.rawserver import RawConnection, RawServer, ndjson

@@ -21,9 +21,9 @@ from dottxt import (
     PatchStreamError,
     StreamCancelledError,
 )
-from dottxt.async_client import AsyncDotTxt, AsyncPatchStream
-from dottxt.background import BackgroundStream
-from dottxt.patch import ops_from_document
+from dottxt._async_client import AsyncDotTxt, AsyncPatchStream
+from dottxt._background import BackgroundStream
+from dottxt._patch import ops_from_document
 from dottxt.testing import FakeGateway
 from tests.conftest import TEST_KEY
 from tests.rawserver import RawConnection, RawServer, ndjson

@@ -21,8 +21,8 @@ from dottxt import (
     RateLimitError,
     StreamCancelledError,
 )
-from dottxt.background import BackgroundStream
-from dottxt.patch import ops_from_document
+from dottxt._background import BackgroundStream
+from dottxt._patch import ops_from_document
 from dottxt.testing import FakeGateway
 from tests.conftest import TEST_KEY
 from tests.rawserver import RawConnection, RawServer, ndjson

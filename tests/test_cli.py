@@ -115,7 +115,7 @@ def _enqueue_ticket(gw: FakeGateway) -> None:
 
 HEAVY_IMPORTS_CHECK = """
 import contextlib, io, json, sys
-from dottxt.cli import main
+from dottxt._cli import main
 for argv in (["--version"], ["--help"], ["generate", "--help"], ["stream", "--help"]):
     with contextlib.redirect_stdout(io.StringIO()):
         try:

@@ -30,7 +30,7 @@ from dottxt import (
     UnprocessableEntityError,
     __version__,
 )
-from dottxt.credentials import save_api_key
+from dottxt._credentials import save_api_key
 
 BASE = "http://api.test/v1"
 KEY = "sk-secret-key-123"

@@ -12,7 +12,7 @@ import pytest
 import requests
 from jsonschema import Draft202012Validator
 
-from dottxt.patch import apply_add
+from dottxt._patch import apply_add
 from dottxt.testing import FakeGateway, RecordedRequest, ops_from_document
 
 KEY = "test-key"  # what the `gateway` fixture expects

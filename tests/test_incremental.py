@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dottxt import incremental
-from dottxt.errors import DotTxtError, StreamDecodeError
-from dottxt.incremental import IncrementalJSONParser
-from dottxt.patch import apply_op, ops_from_document
+from dottxt import _incremental as incremental
+from dottxt._errors import DotTxtError, StreamDecodeError
+from dottxt._incremental import IncrementalJSONParser
+from dottxt._patch import apply_op, ops_from_document
 
 keys = st.text(alphabet=st.sampled_from('ab/~0 é😀-"\\\n'), max_size=6) | st.text(max_size=8)
 scalars = (

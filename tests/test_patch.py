@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dottxt.errors import DotTxtError, PatchError
-from dottxt.patch import (
+from dottxt._errors import DotTxtError, PatchError
+from dottxt._patch import (
     apply_add,
     apply_op,
     decode_path,

@@ -12,7 +12,7 @@ from typing import Literal
 import pydantic
 import pytest
 
-import dottxt.events
+import dottxt._events
 from dottxt import (
     APIConnectionError,
     APITimeoutError,
@@ -23,7 +23,7 @@ from dottxt import (
     RateLimitError,
     StreamDecodeError,
 )
-from dottxt.patch import apply_add, ops_from_document
+from dottxt._patch import apply_add, ops_from_document
 from tests.rawserver import RawConnection, RawServer, ndjson
 
 
@@ -205,13 +205,13 @@ def test_snapshots_are_independent_and_valid_after_the_stream_moved_on(serve):
 
 def test_iterating_without_snapshots_copies_nothing(serve, monkeypatch):
     calls = {"n": 0}
-    real = dottxt.events.copy_json
+    real = dottxt._events.copy_json
 
     def counting(value):  # type: ignore[no-untyped-def]
         calls["n"] += 1
         return real(value)
 
-    monkeypatch.setattr(dottxt.events, "copy_json", counting)
+    monkeypatch.setattr(dottxt._events, "copy_json", counting)
     document = {"items": list(range(500))}
     with client_for(serve, send_all(ndjson(*ops_from_document(document)))) as client:
         events = list(stream_of(client, response_format={"type": "object"}))
@@ -483,13 +483,13 @@ def test_reading_old_snapshots_in_order_replays_each_op_once(serve, monkeypatch)
     with client_for(serve, send_all(ndjson(*ops_from_document(document)))) as client:
         events = list(stream_of(client, response_format={"type": "object"}))
     applied = {"n": 0}
-    real = dottxt.events.apply_op
+    real = dottxt._events.apply_op
 
     def counting(doc, op):  # type: ignore[no-untyped-def]
         applied["n"] += 1
         return real(doc, op)
 
-    monkeypatch.setattr(dottxt.events, "apply_op", counting)
+    monkeypatch.setattr(dottxt._events, "apply_op", counting)
     for i, event in enumerate(events[:-1]):
         assert event.snapshot == ({"items": list(range(i - 1))} if i else {})
     assert applied["n"] == len(events) - 1

@@ -11,7 +11,7 @@ import pytest
 
 from dottxt import APITimeoutError, DotTxt, InternalServerError, RateLimitError
 from dottxt.testing import FakeGateway
-from dottxt.transport import MAX_RETRY_AFTER, MAX_RETRY_DELAY, retry_delay
+from dottxt._transport import MAX_RETRY_AFTER, MAX_RETRY_DELAY, retry_delay
 from tests.rawserver import RawConnection, RawServer
 
 SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}

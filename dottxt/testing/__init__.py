@@ -7,7 +7,7 @@ get the whole experience with no key and no network::
         client = DotTxt(api_key="test-key", base_url=gw.base_url)
 """
 
-from ..patch import ops_from_document
+from .._patch import ops_from_document
 from ._documents import DocumentGenerationError, generate_document
 from ._gateway import FakeGateway, RecordedRequest
 

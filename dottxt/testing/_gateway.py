@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from ..patch import ops_from_document
+from .._patch import ops_from_document
 from ._documents import DocumentGenerationError, generate_document
 
 __all__ = ["FakeGateway", "RecordedRequest"]

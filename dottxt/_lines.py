@@ -15,8 +15,8 @@ from typing import Any
 import requests
 import urllib3.exceptions
 
-from .errors import APIConnectionError, APITimeoutError, StreamDecodeError
-from .transport import CLOSED_BY_CLIENT
+from ._errors import APIConnectionError, APITimeoutError, StreamDecodeError
+from ._transport import CLOSED_BY_CLIENT
 
 __all__ = ["DEFAULT_MAX_LINE_BYTES", "LineReader", "iter_lines", "read_chunks", "read_error", "decode_line", "shorten"]
 

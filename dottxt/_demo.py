@@ -81,7 +81,7 @@ def run_demo(*, op_delay: float = DEFAULT_OP_DELAY, on_field: Callable[[Arrival]
     """
     import requests
 
-    from .client import DotTxt
+    from ._client import DotTxt
     from .testing import FakeGateway
 
     arrivals: list[Arrival] = []

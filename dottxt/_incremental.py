@@ -13,8 +13,8 @@ import re
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from .errors import StreamDecodeError
-from .patch import escape_segment
+from ._errors import StreamDecodeError
+from ._patch import escape_segment
 
 __all__ = ["IncrementalJSONParser"]
 

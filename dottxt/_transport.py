@@ -24,7 +24,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from ._version import __version__
-from .errors import (
+from ._errors import (
     APIConnectionError,
     APIError,
     APIStatusError,

@@ -1,0 +1,318 @@
+"""JSON Pointer (RFC 6901) and JSON Patch (RFC 6902) on plain Python JSON values.
+
+The patch stream delivers a document as RFC 6902 operations; this module applies
+them. Documents are plain `dict` / `list` / `str` / `int` / `float` / `bool` /
+`None` values, changed in place: every apply function returns the (possibly new)
+root, because an op at path `""` replaces the root itself.
+
+Typical use by the stream, per received op::
+
+    doc = apply_op(doc, op)              # PatchError if it cannot be applied
+    path = decode_path(doc, op["path"])  # ("steps", 0): ints where the parent is a list
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from typing import Any
+
+from ._errors import PatchError
+
+__all__ = [
+    "parse_pointer",
+    "pointer_segments",
+    "escape_segment",
+    "format_pointer",
+    "apply_add",
+    "apply_op",
+    "decode_path",
+    "ops_from_document",
+]
+
+
+def parse_pointer(pointer: str) -> list[str]:
+    """Split a JSON Pointer into its unescaped segments: `"" -> []`, `"/a~1b/~0c" -> ["a/b", "~c"]`."""
+    return list(pointer_segments(pointer))
+
+
+@lru_cache(maxsize=4096)
+def pointer_segments(pointer: str) -> tuple[str, ...]:
+    """`parse_pointer` as a cached, shared tuple: for the hot paths that only read it."""
+    # Cached: a stream repeats the same few paths, and the tuple is immutable so sharing it is safe.
+    if not pointer:
+        return ()
+    if pointer[0] != "/":
+        raise PatchError(f"invalid JSON Pointer {pointer!r}: it must be empty or start with '/'")
+    parts = pointer[1:].split("/")
+    if "~" in pointer:
+        parts = [_unescape(part, pointer) for part in parts]
+    return tuple(parts)
+
+
+def _unescape(segment: str, pointer: str) -> str:
+    if "~" not in segment:
+        return segment
+    at = segment.find("~")
+    while at != -1:
+        if segment[at + 1 : at + 2] not in ("0", "1"):
+            raise PatchError(
+                f"invalid JSON Pointer {pointer!r}: in segment {segment!r}, '~' must be followed "
+                "by '0' or '1' ('~0' is '~', '~1' is '/')"
+            )
+        at = segment.find("~", at + 2)
+    return segment.replace("~1", "/").replace("~0", "~")
+
+
+def escape_segment(key: str) -> str:
+    """Escape one object key for use in a JSON Pointer (`~` -> `~0`, `/` -> `~1`)."""
+    if "~" in key:
+        key = key.replace("~", "~0")
+    if "/" in key:
+        key = key.replace("/", "~1")
+    return key
+
+
+def format_pointer(segments: Iterable[str | int]) -> str:
+    """Build a JSON Pointer from segments, the inverse of `parse_pointer` (ints become indices)."""
+    return "".join("/" + escape_segment(str(segment)) for segment in segments)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return type(value).__name__
+
+
+def _index(segment: str, length: int, pointer: str, *, insert: bool) -> int:
+    """The list index a segment names; `insert` allows `length` itself (append position)."""
+    if not (segment.isdigit() and segment.isascii()) or (segment[0] == "0" and len(segment) > 1):
+        why = "'-' (past the end) names no existing element" if segment == "-" else "not an array index"
+        raise PatchError(f"cannot apply {pointer!r}: segment {segment!r} is {why}")
+    index = int(segment) if len(segment) < 19 else length + 1
+    if index > length or (index == length and not insert):
+        raise PatchError(f"cannot apply {pointer!r}: index {segment} is out of range for an array of length {length}")
+    return index
+
+
+def _child(node: Any, segment: str, pointer: str) -> Any:
+    if isinstance(node, dict):
+        try:
+            return node[segment]
+        except KeyError:
+            raise PatchError(f"cannot apply {pointer!r}: key {segment!r} does not exist") from None
+    if isinstance(node, list):
+        return node[_index(segment, len(node), pointer, insert=False)]
+    raise PatchError(f"cannot apply {pointer!r}: segment {segment!r} is inside a {_kind(node)}, not an object or array")
+
+
+def _parent(doc: Any, segments: tuple[str, ...], pointer: str) -> Any:
+    node = doc
+    for segment in segments[:-1]:
+        # The common case (an existing key) without a call; _child handles the rest and the errors.
+        node = node[segment] if type(node) is dict and segment in node else _child(node, segment, pointer)
+    return node
+
+
+def _get(doc: Any, pointer: str) -> Any:
+    node = doc
+    for segment in pointer_segments(pointer):
+        node = _child(node, segment, pointer)
+    return node
+
+
+def apply_add(doc: Any, path: str, value: Any) -> Any:
+    """Apply one RFC 6902 `add` in place and return the (possibly new) root.
+
+    `""` replaces the root (returns `value`), `-` appends to a list, a numeric
+    segment inserts into a list (index == length allowed), a key sets it in an
+    object. `value` is inserted as is, not copied. A pointer that cannot be
+    applied raises `PatchError` naming the failing segment.
+    """
+    segments = pointer_segments(path)
+    if not segments:
+        return value
+    parent = _parent(doc, segments, path)
+    last = segments[-1]
+    if isinstance(parent, dict):
+        parent[last] = value
+    elif isinstance(parent, list):
+        if last == "-":
+            parent.append(value)
+        else:
+            parent.insert(_index(last, len(parent), path, insert=True), value)
+    else:
+        raise PatchError(f"cannot add at {path!r}: the parent of {last!r} is a {_kind(parent)}, not an object or array")
+    return doc
+
+
+def _remove(doc: Any, path: str) -> Any:
+    """Remove the value at `path` (which must exist) and return it."""
+    segments = pointer_segments(path)
+    if not segments:
+        raise PatchError("cannot remove the document root (path '')")
+    parent = _parent(doc, segments, path)
+    last = segments[-1]
+    if isinstance(parent, dict):
+        if last not in parent:
+            raise PatchError(f"cannot remove {path!r}: key {last!r} does not exist")
+        return parent.pop(last)
+    if isinstance(parent, list):
+        return parent.pop(_index(last, len(parent), path, insert=False))
+    raise PatchError(f"cannot remove {path!r}: the parent of {last!r} is a {_kind(parent)}")
+
+
+def _replace(doc: Any, path: str, value: Any) -> Any:
+    segments = pointer_segments(path)
+    if not segments:
+        return value
+    parent = _parent(doc, segments, path)
+    last = segments[-1]
+    if isinstance(parent, dict):
+        if last not in parent:
+            raise PatchError(f"cannot replace {path!r}: key {last!r} does not exist")
+        parent[last] = value
+    elif isinstance(parent, list):
+        parent[_index(last, len(parent), path, insert=False)] = value
+    else:
+        raise PatchError(f"cannot replace {path!r}: the parent of {last!r} is a {_kind(parent)}")
+    return doc
+
+
+def _json_equal(a: Any, b: Any) -> bool:
+    """JSON equality: numbers compare by value (1 == 1.0) but booleans are not numbers (1 != True)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, dict):
+        if not isinstance(b, dict) or a.keys() != b.keys():
+            return False
+        return all(_json_equal(a[key], b[key]) for key in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(map(_json_equal, a, b))
+    if isinstance(a, str):
+        return isinstance(b, str) and a == b
+    return a is None and b is None
+
+
+def _member(op: dict[str, Any], name: str) -> Any:
+    if name not in op:
+        raise PatchError(f"{op.get('op')!r} operation is missing its {name!r} member: {op!r}")
+    return op[name]
+
+
+def _pointer_member(op: dict[str, Any], name: str) -> str:
+    pointer = _member(op, name)
+    if not isinstance(pointer, str):
+        raise PatchError(f"{name!r} must be a JSON Pointer string, got {pointer!r}")
+    return pointer
+
+
+def _fresh(value: Any) -> Any:
+    # Containers are copied so later ops never change the op dict the caller keeps.
+    return copy.deepcopy(value) if isinstance(value, (dict, list)) else value
+
+
+def apply_op(doc: Any, op: dict[str, Any]) -> Any:
+    """Apply one RFC 6902 operation (add/remove/replace/move/copy/test) in place; return the new root.
+
+    The op's `value` is copied, never aliased. Unknown ops, missing members and
+    pointers that cannot be applied raise `PatchError`; a failed `test` too.
+    """
+    if not isinstance(op, dict):
+        raise PatchError(f"a patch operation must be a JSON object, got {op!r}")
+    kind = op.get("op")
+    path = _pointer_member(op, "path")
+    if kind == "add":
+        return apply_add(doc, path, _fresh(_member(op, "value")))
+    if kind == "remove":
+        _remove(doc, path)
+        return doc
+    if kind == "replace":
+        return _replace(doc, path, _fresh(_member(op, "value")))
+    if kind == "test":
+        expected = _member(op, "value")
+        actual = _get(doc, path)
+        if not _json_equal(actual, expected):
+            raise PatchError(f"test failed at {path!r}: expected {expected!r}, found {actual!r}")
+        return doc
+    if kind == "copy":
+        return apply_add(doc, path, copy.deepcopy(_get(doc, _pointer_member(op, "from"))))
+    if kind == "move":
+        source = _pointer_member(op, "from")
+        from_segments, to_segments = pointer_segments(source), pointer_segments(path)
+        if from_segments == to_segments:
+            _get(doc, source)  # must exist; moving a value onto itself changes nothing
+            return doc
+        if to_segments[: len(from_segments)] == from_segments:
+            raise PatchError(f"cannot move {source!r} into its own child {path!r}")
+        value = _remove(doc, source)
+        try:
+            return apply_add(doc, path, value)
+        except PatchError:
+            apply_add(doc, source, value)  # put it back: a failed op leaves the document as it was
+            raise
+    raise PatchError(f"unknown patch operation {kind!r} (expected add, remove, replace, move, copy or test)")
+
+
+def decode_path(doc: Any, path: str | Sequence[str]) -> tuple[str | int, ...]:
+    """The decoded path of an op just applied to `doc`: keys stay str, list indices become int.
+
+    Call it with the document right after the op: `-` then resolves to the index
+    the value was appended at (the list's last index), e.g. `/steps/-` ->
+    `("steps", 2)`. Only the containers along the path are inspected, so it also
+    works after a `remove`. `path` is a pointer string or `parse_pointer`'s list.
+    """
+    if isinstance(path, str):
+        pointer, segments = path, pointer_segments(path)
+    else:
+        pointer, segments = format_pointer(path), tuple(path)
+    decoded: list[str | int] = []
+    node = doc
+    last = len(segments) - 1
+    for k, segment in enumerate(segments):
+        if isinstance(node, dict):
+            decoded.append(segment)
+            if k < last:
+                node = node[segment] if segment in node else _child(node, segment, pointer)
+        elif isinstance(node, list):
+            if segment == "-" and k == last:
+                index = len(node) - 1
+            else:
+                index = _index(segment, len(node), pointer, insert=k == last)
+            decoded.append(index)
+            if k < last:
+                node = node[index]
+        else:
+            raise PatchError(f"cannot decode {pointer!r}: segment {segment!r} is inside a {_kind(node)}")
+    return tuple(decoded)
+
+
+def ops_from_document(doc: Any) -> list[dict[str, Any]]:
+    """The exact `add` op sequence the gateway sends for `doc` (one op per value, in document order).
+
+    The root comes first (`{}`/`[]` for containers, else the scalar itself);
+    containers are seeded empty before their children; object keys follow dict
+    order and are escaped per RFC 6901; array items use explicit indices.
+    """
+    ops: list[dict[str, Any]] = []
+    stack: list[tuple[str, Any]] = [("", doc)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            ops.append({"op": "add", "path": path, "value": {}})
+            stack.extend(reversed([(f"{path}/{escape_segment(k)}", v) for k, v in value.items()]))
+        elif isinstance(value, list):
+            ops.append({"op": "add", "path": path, "value": []})
+            stack.extend(reversed([(f"{path}/{i}", v) for i, v in enumerate(value)]))
+        else:
+            ops.append({"op": "add", "path": path, "value": value})
+    return ops
