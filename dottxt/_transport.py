@@ -23,7 +23,6 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from ._version import __version__
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -32,6 +31,7 @@ from ._errors import (
     error_message_from_body,
     status_error_class,
 )
+from ._version import __version__
 
 __all__ = [
     "Transport",

@@ -10,8 +10,8 @@ from email.utils import formatdate
 import pytest
 
 from dottxt import APITimeoutError, DotTxt, InternalServerError, RateLimitError
-from dottxt.testing import FakeGateway
 from dottxt._transport import MAX_RETRY_AFTER, MAX_RETRY_DELAY, retry_delay
+from dottxt.testing import FakeGateway
 from tests.rawserver import RawConnection, RawServer
 
 SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
