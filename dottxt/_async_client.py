@@ -11,27 +11,28 @@ blocked read returns at once.
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
 import itertools
 import queue
 import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import requests
 
 from ._background import BackgroundStream, FieldCallback
-from ._client import ChatCompletionStream, ClientConfig, DotTxt
+from ._client import ClientConfig, DotTxt, create_completion, generate, list_models
 from ._errors import StreamCancelledError
 from ._events import PatchEvent
 from ._lines import DEFAULT_MAX_LINE_BYTES
-from ._streaming import PatchStream
-from ._transport import CancelToken, Timeout, ambient_cancel, interrupt_response
+from ._params import GenerationParams, Input
+from ._streaming import ChatCompletionStream, PatchStream
+from ._transport import CancelToken, Timeout
 from ._types import ChatCompletionChunk, ModelPage
 
 if TYPE_CHECKING:
     from types import TracebackType
+
+    from typing_extensions import Unpack
 
 __all__ = ["AsyncDotTxt", "AsyncPatchStream", "AsyncChatCompletionStream"]
 
@@ -54,7 +55,7 @@ def _hand_over(loop: asyncio.AbstractEventLoop, callback: Callable[..., object],
     return True
 
 
-async def _in_thread(name: str, call: Callable[[], T], *, discard: Callable[[T], None] | None = None) -> T:
+async def _in_thread(name: str, call: Callable[[CancelToken], T], *, discard: Callable[[T], None] | None = None) -> T:
     """Run a blocking `call()` on a new thread and await its outcome without blocking the loop.
 
     The thread ends with the call. If the awaiting task is cancelled, the
@@ -64,9 +65,7 @@ async def _in_thread(name: str, call: Callable[[], T], *, discard: Callable[[T],
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
-    context = contextvars.copy_context()
     token = CancelToken()
-    context.run(ambient_cancel.set, token)  # requests made by `call` can be cancelled through it
 
     def drop(outcome: T | None, error: BaseException | None) -> None:
         if discard is not None and error is None:
@@ -82,7 +81,7 @@ async def _in_thread(name: str, call: Callable[[], T], *, discard: Callable[[T],
 
     def run() -> None:
         try:
-            outcome, error = context.run(call), None
+            outcome, error = call(token), None
         except BaseException as exc:  # handed to the awaiting task, never to threading's excepthook
             outcome, error = None, exc
         if not _hand_over(loop, settle, outcome, error):
@@ -295,7 +294,7 @@ class AsyncChatCompletionStream:
     def _cancel(self) -> None:
         if not self._stop.is_set():
             self._stop.set()
-            interrupt_response(self._stream.response)  # wakes the worker's blocked read
+            self._stream.close()  # wakes the worker's blocked read
 
     async def aclose(self) -> None:
         """Close the connection now and wait (without blocking the loop) for the worker to end."""
@@ -359,7 +358,7 @@ class AsyncModels:
 
     async def list(self) -> ModelPage:
         """GET /models: a page whose `.data` holds the models."""
-        return await _in_thread("models", self._client.models.list)
+        return await _in_thread("models", lambda token: list_models(self._client._transport, {}, token))
 
 
 class AsyncCompletions:
@@ -373,8 +372,10 @@ class AsyncCompletions:
 
         Status errors raise here, before the first chunk, as with the sync client.
         """
-        create = functools.partial(self._client.chat.completions.create, **kwargs)
-        result = await _in_thread("chat", create, discard=_close_stream)
+        transport = self._client._transport
+        result = await _in_thread(
+            "chat", lambda token: create_completion(transport, kwargs, token), discard=_close_stream
+        )
         if isinstance(result, ChatCompletionStream):
             return AsyncChatCompletionStream(result, asyncio.get_running_loop())
         return result
@@ -440,95 +441,87 @@ class AsyncDotTxt(ClientConfig):
         """Close every connection now, including those of streams still being read."""
         self.sync.close()  # shuts sockets down and closes the pool: no waiting on the network
 
+    @overload
     async def generate(
+        self, *, model: str, response_format: type[T], input: Input, **params: Unpack[GenerationParams]
+    ) -> T: ...
+    @overload
+    async def generate(
+        self, *, model: str, response_format: Any, input: Input, **params: Unpack[GenerationParams]
+    ) -> Any: ...
+    async def generate(
+        self, *, model: str, response_format: Any, input: Input, **params: Unpack[GenerationParams]
+    ) -> Any:
+        """One completion constrained by `response_format`, parsed and typed as `DotTxt.generate` does."""
+        transport = self._transport
+
+        def call(cancel: CancelToken) -> Any:
+            return generate(
+                transport, model=model, response_format=response_format, input=input, params=params, cancel=cancel
+            )
+
+        return await _in_thread("generate", call)
+
+    @overload
+    def stream(
         self,
         *,
         model: str,
-        response_format: Any,
-        input: Any,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        seed: int | None = None,
-        timeout: Timeout = None,
-        **extra: Any,
-    ) -> Any:
-        """One completion constrained by `response_format`, parsed and typed as `DotTxt.generate` does."""
-        return await _in_thread(
-            "generate",
-            functools.partial(
-                self.sync.generate,
-                model=model,
-                response_format=response_format,
-                input=input,
-                temperature=temperature,
-                max_tokens=max_tokens,
-                seed=seed,
-                timeout=timeout,
-                **extra,
-            ),
-        )
-
+        response_format: type[T],
+        input: Input,
+        max_line_bytes: int = ...,
+        **params: Unpack[GenerationParams],
+    ) -> AsyncPatchStream[T]: ...
+    @overload
     def stream(
         self,
         *,
         model: str,
         response_format: Any,
-        input: Any,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        seed: int | None = None,
-        timeout: Timeout = None,
-        extra: Mapping[str, Any] | None = None,
+        input: Input,
+        max_line_bytes: int = ...,
+        **params: Unpack[GenerationParams],
+    ) -> AsyncPatchStream[Any]: ...
+    def stream(
+        self,
+        *,
+        model: str,
+        response_format: Any,
+        input: Input,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-    ) -> AsyncPatchStream:
+        **params: Unpack[GenerationParams],
+    ) -> AsyncPatchStream[Any]:
         """Stream the completion as PatchEvents: `async for event in client.stream(...)`.
 
         Not a coroutine: returns at once; the request is sent when iteration starts.
         """
-        return AsyncPatchStream(
-            self.sync.stream(
-                model=model,
-                response_format=response_format,
-                input=input,
-                temperature=temperature,
-                max_tokens=max_tokens,
-                seed=seed,
-                timeout=timeout,
-                extra=extra,
-                max_line_bytes=max_line_bytes,
-            )
+        stream = self.sync.stream(
+            model=model, response_format=response_format, input=input, max_line_bytes=max_line_bytes, **params
         )
+        return AsyncPatchStream(stream)
 
     def stream_in_background(
         self,
         *,
         model: str,
         response_format: Any,
-        input: Any,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        seed: int | None = None,
-        timeout: Timeout = None,
-        extra: Mapping[str, Any] | None = None,
+        input: Input,
         on_event: Callable[[PatchEvent], Any] | None = None,
         on_field: Mapping[str, FieldCallback] | None = None,
         on_error: Callable[[BaseException], Any] | None = None,
         on_complete: Callable[[Any], Any] | None = None,
         queue: queue.Queue[PatchEvent | None] | None = None,
+        **params: Unpack[GenerationParams],
     ) -> BackgroundStream:
         """The same as `DotTxt.stream_in_background`: callbacks run on the stream's own thread."""
         return self.sync.stream_in_background(
             model=model,
             response_format=response_format,
             input=input,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            seed=seed,
-            timeout=timeout,
-            extra=extra,
             on_event=on_event,
             on_field=on_field,
             on_error=on_error,
             on_complete=on_complete,
             queue=queue,
+            **params,
         )

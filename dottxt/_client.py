@@ -1,49 +1,66 @@
-"""`DotTxt`, the blocking client: configuration, resources, `generate`, `stream`, `stream_in_background`."""
+"""`DotTxt`, the blocking client: configuration, the `models` and `chat` resources, `generate`, `stream`.
+
+Each call is a few named steps: build the request (`dottxt._params`), send it
+(`dottxt._transport`), read the answer (a record, or a stream from
+`dottxt._streaming`). The steps take a `CancelToken` explicitly, so the async
+client runs the very same functions on its worker threads and can interrupt them.
+"""
 
 from __future__ import annotations
 
-import json
 import os
-import threading
-from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+import urllib.parse
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import requests
 
 from ._credentials import credentials_path, load_api_key
-from ._errors import APIError, APIStatusError, DotTxtError, error_member_message
-from ._lines import DEFAULT_MAX_LINE_BYTES, iter_lines, read_error
+from ._errors import APIStatusError, InvalidOutputError
+from ._lines import DEFAULT_MAX_LINE_BYTES, loads
+from ._params import GenerationParams, Input, RequestOptions, chat_request, check_timeout, merge_body, options
 from ._schemas import OutputSchema
-from ._sse import DONE, iter_sse_data
-from ._streaming import PatchStream
-from ._transport import CancelToken, Timeout, Transport, interrupt_response
-from ._types import ChatCompletion, ChatCompletionChunk, ModelPage, Record
+from ._streaming import ChatCompletionStream, PatchStream
+from ._transport import CancelToken, Timeout, Transport, is_header_safe
+from ._types import ChatCompletion, Model, ModelPage, Record
 
 if TYPE_CHECKING:
     import queue
 
-    from ._background import BackgroundStream
+    from typing_extensions import Unpack
+
+    from ._background import BackgroundStream, FieldCallback
     from ._events import PatchEvent
 
-__all__ = ["DotTxt", "ClientConfig", "DEFAULT_BASE_URL", "ChatCompletionStream"]
+__all__ = ["DotTxt", "ClientConfig", "DEFAULT_BASE_URL"]
 
 DEFAULT_BASE_URL = "https://api.dottxt.ai/v1"
 PATCH_SOURCES = ("gateway", "sse")
 
+T = TypeVar("T")
+R = TypeVar("R", bound=Record)
+
+
+# --------------------------------------------------------------------------- configuration
+
 
 def resolve_api_key(api_key: str | None) -> str:
-    """The key from the argument, else DOTTXT_API_KEY, else the `dottxt login` credentials file."""
+    """The key from the argument, else DOTTXT_API_KEY, else the `dottxt login` credentials file.
+
+    A blank value counts as unset. A key HTTP cannot carry is refused here, without showing it.
+    """
     if api_key is not None and not isinstance(api_key, str):
         raise TypeError(f"api_key must be a string, not {type(api_key).__name__}")
-    key = (api_key or os.environ.get("DOTTXT_API_KEY") or load_api_key() or "").strip()  # a file's "\n" too
+    key = (api_key or "").strip() or os.environ.get("DOTTXT_API_KEY", "").strip() or (load_api_key() or "").strip()
     if not key:
         raise ValueError(
             "No API key: pass api_key=..., set the DOTTXT_API_KEY environment variable, "
             f"or run `dottxt login` to store one in {credentials_path()}"
         )
-    if "\r" in key or "\n" in key:
-        # Refused here, without echoing it: requests would put the whole header in its error message.
-        raise ValueError("the API key holds a line break, which an HTTP header cannot carry")
+    if not is_header_safe(key):
+        raise ValueError(
+            "the API key holds characters an HTTP header cannot carry (not Latin-1, or a control character)"
+        )
     return key
 
 
@@ -57,196 +74,12 @@ def resolve_base_url(base_url: str | None) -> str:
     return url.rstrip("/")
 
 
-def _check_timeout(timeout: Any, name: str = "timeout") -> Timeout:
-    if timeout is None or (isinstance(timeout, (int, float)) and not isinstance(timeout, bool)):
-        return timeout  # type: ignore[no-any-return]
-    if (
-        isinstance(timeout, tuple)
-        and len(timeout) == 2
-        and all(t is None or (isinstance(t, (int, float)) and not isinstance(t, bool)) for t in timeout)
-    ):
-        return timeout  # type: ignore[return-value]
-    raise TypeError(f"{name} must be seconds (a number) or a (connect, read) tuple, not {timeout!r}")
-
-
-def chat_messages(input: Any) -> list[dict[str, Any]]:
-    """A prompt string as one user message; a list of message dicts unchanged."""
-    if isinstance(input, str):
-        return [{"role": "user", "content": input}]
-    if isinstance(input, list) and all(isinstance(m, Mapping) for m in input):
-        return [dict(m) for m in input]
-    raise TypeError(f"input must be a string or a list of message dicts, not {type(input).__name__}")
-
-
-def chat_body(
-    *,
-    model: str,
-    input: Any,
-    output: OutputSchema,
-    temperature: float | None,
-    max_tokens: int | None,
-    seed: int | None,
-    extra: Mapping[str, Any] | None,
-) -> dict[str, Any]:
-    """The chat-completions request body shared by `generate` and the streams."""
-    if not isinstance(model, str) or not model:
-        raise TypeError(f"model must be a non-empty string, not {model!r}")
-    body: dict[str, Any] = {
-        "model": model,
-        "messages": chat_messages(input),
-        "response_format": output.response_format,
-    }
-    for name, value in (("temperature", temperature), ("max_tokens", max_tokens), ("seed", seed)):
-        if value is not None:
-            body[name] = value
-    if extra:
-        body.update(extra)
-    return body
-
-
-class Models:
-    """`client.models`: the models the key can use."""
-
-    def __init__(self, transport: Transport) -> None:
-        self._transport = transport
-
-    def list(self) -> ModelPage:
-        """GET /models: a page whose `.data` holds the models (iterating the page yields them)."""
-        response = self._transport.request("GET", "models")
-        return _record(ModelPage, response)
-
-
-class Completions:
-    """`client.chat.completions`: the OpenAI-compatible surface, passed through unchanged."""
-
-    def __init__(self, transport: Transport) -> None:
-        self._transport = transport
-
-    def create(self, **kwargs: Any) -> Any:
-        """POST /chat/completions with `kwargs` as the body.
-
-        Returns a ChatCompletion, or with `stream=True` a ChatCompletionStream of chunks.
-        """
-        timeout = _check_timeout(kwargs.pop("timeout", None))
-        if kwargs.get("stream") is True:
-            response = self._transport.request(
-                "POST",
-                "chat/completions",
-                json=kwargs,
-                timeout=timeout,
-                stream=True,
-                headers={"Accept": "text/event-stream", "Accept-Encoding": "identity"},
-            )
-            return ChatCompletionStream(response, self._transport.release)
-        response = self._transport.request("POST", "chat/completions", json=kwargs, timeout=timeout)
-        return _record(ChatCompletion, response)
-
-
-class Chat:
-    """`client.chat`: holds `completions`."""
-
-    def __init__(self, transport: Transport) -> None:
-        self.completions = Completions(transport)
-
-
-class ChatCompletionStream:
-    """The chunks of `chat.completions.create(stream=True)`, each as soon as it arrives.
-
-    A dropped or silent connection raises APIConnectionError / APITimeoutError;
-    `close()` (from any thread) ends the iteration quietly.
-    """
-
-    def __init__(self, response: requests.Response, release: Callable[[requests.Response], None]) -> None:
-        self.response = response
-        self._release = release
-        self._closed = threading.Event()
-        # The generator holds no reference to this object: dropping the stream closes its connection.
-        self._chunks = _read_chunks(response, release, self._closed)
-
-    def __iter__(self) -> Iterator[ChatCompletionChunk]:
-        return self._chunks
-
-    def __next__(self) -> ChatCompletionChunk:
-        return next(self._chunks)
-
-    def __enter__(self) -> ChatCompletionStream:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the connection now. Safe from any thread, and more than once."""
-        self._closed.set()
-        interrupt_response(self.response)  # wakes a read blocked on another thread
-        try:
-            self._chunks.close()  # type: ignore[attr-defined]
-        except ValueError:  # running on another thread: the interrupt above ends it
-            pass
-        self._release(self.response)
-
-
-def _read_chunks(
-    response: requests.Response, release: Callable[[requests.Response], None], closed: threading.Event
-) -> Iterator[ChatCompletionChunk]:
-    """The chunks of an SSE response, each as it arrives; the response is released at the end."""
-    try:
-        for data in iter_sse_data(iter_lines(response, DEFAULT_MAX_LINE_BYTES)):
-            if data.strip() == DONE:
-                return
-            yield _chunk_of(data)
-    except DotTxtError:
-        raise
-    except Exception as exc:
-        if closed.is_set():
-            return  # closed by us: the read error is our own interrupt, not a failure
-        raise read_error(exc) from exc
-    finally:
-        release(response)
-
-
-def _chunk_of(data: str) -> ChatCompletionChunk:
-    """One SSE event's data as a chunk; APIError for an error event or one that is not a chunk."""
-    try:
-        payload = json.loads(data)
-    except ValueError as exc:
-        raise APIError(f"the server sent an SSE event that is not JSON: {data[:200]!r}") from exc
-    if isinstance(payload, dict) and "error" in payload and "choices" not in payload:
-        error = payload["error"]
-        message = error_member_message(error)
-        raise APIError(f"the server reported an error mid-stream: {message}")
-    try:
-        return ChatCompletionChunk.model_validate(payload)
-    except ValueError as exc:  # pydantic's ValidationError
-        raise APIError(f"the server sent an SSE event that is not a chat completion chunk: {data[:200]!r}") from exc
-
-
-_R = TypeVar("_R", bound=Record)
-
-
-def _record(cls: type[_R], response: requests.Response) -> _R:
-    """The response's JSON as a `cls` record; APIStatusError when it is not JSON of that shape."""
-    try:
-        return cls.model_validate(_json_of(response))
-    except ValueError as exc:  # pydantic's ValidationError
-        raise APIStatusError(
-            f"the server's {response.status_code} answer is not a {cls.__name__}: {exc.__class__.__name__}",
-            status_code=response.status_code,
-            body=response.text[:1000],
-            request_id=response.headers.get("x-request-id"),
-        ) from exc
-
-
-def _json_of(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError as exc:
-        raise APIStatusError(
-            f"the server sent a {response.status_code} answer that is not JSON",
-            status_code=response.status_code,
-            body=response.text[:1000],
-            request_id=response.headers.get("x-request-id"),
-        ) from exc
+def resolve_patch_source(patch_source: str | None) -> str:
+    """`"gateway"` (NDJSON patch ops from the .txt API) or `"sse"` (derived from any OpenAI-style stream)."""
+    source = patch_source or os.environ.get("DOTTXT_PATCH_SOURCE") or "gateway"
+    if source not in PATCH_SOURCES:
+        raise ValueError(f"patch_source must be one of {PATCH_SOURCES}, got {source!r}")
+    return source
 
 
 class ClientConfig:
@@ -279,6 +112,199 @@ class ClientConfig:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
 
 
+# --------------------------------------------------------------------------- the calls, shared with AsyncDotTxt
+
+
+def list_models(transport: Transport, params: Mapping[str, Any], cancel: CancelToken | None = None) -> ModelPage:
+    """GET /models."""
+    return _get(transport, ModelPage, "models", params, cancel)
+
+
+def retrieve_model(
+    transport: Transport, model_id: str, params: Mapping[str, Any], cancel: CancelToken | None = None
+) -> Model:
+    """GET /models/{id}, the id percent-encoded (`/` included)."""
+    if not isinstance(model_id, str) or not model_id:
+        raise TypeError(f"model_id must be a non-empty string, not {model_id!r}")
+    return _get(transport, Model, f"models/{urllib.parse.quote(model_id, safe='')}", params, cancel)
+
+
+def _get(transport: Transport, cls: type[R], path: str, params: Mapping[str, Any], cancel: CancelToken | None) -> R:
+    headers, query, timeout = options(params)
+    response = transport.request("GET", path, query=query, headers=headers, timeout=timeout, cancel=cancel)
+    return _record(transport, cls, response)
+
+
+def create_completion(transport: Transport, kwargs: dict[str, Any], cancel: CancelToken | None = None) -> Any:
+    """POST /chat/completions with `kwargs` as the body, passed through; chunks with `stream=True`."""
+    params = {name: kwargs.pop(name) for name in RequestOptions.__annotations__ if name in kwargs}
+    headers, query, timeout = options(params)
+    body = merge_body(kwargs, params.get("extra_body"))
+    if body.get("stream") is True:
+        accept = {"Accept": "text/event-stream", "Accept-Encoding": "identity", **headers}
+
+        def send(token: CancelToken) -> requests.Response:
+            return transport.request(
+                "POST", "chat/completions", json=body, query=query, timeout=timeout, headers=accept, stream=True,
+                cancel=token,
+            )  # fmt: skip
+
+        return ChatCompletionStream(transport, send)
+    response = transport.request(
+        "POST", "chat/completions", json=body, query=query, headers=headers, timeout=timeout, cancel=cancel
+    )
+    return _record(transport, ChatCompletion, response, strict=False)
+
+
+def generate(
+    transport: Transport,
+    *,
+    model: str,
+    response_format: Any,
+    input: Any,
+    params: Mapping[str, Any],
+    cancel: CancelToken | None = None,
+) -> Any:
+    """One completion, parsed and typed: the body of `DotTxt.generate`."""
+    output: OutputSchema[Any] = OutputSchema(response_format)
+    request = chat_request(model=model, input=input, output=output, params=params)
+    response = transport.request(
+        "POST",
+        "chat/completions",
+        json=request.body,
+        query=request.query,
+        headers=request.headers,
+        timeout=request.timeout,
+        cancel=cancel,
+    )
+    content, finish_reason = _first_choice(transport, response, model)
+    return output.parse_json(content, model=model, finish_reason=finish_reason)
+
+
+def open_stream(
+    transport: Transport,
+    patch_source: str,
+    *,
+    model: str,
+    response_format: Any,
+    input: Any,
+    params: Mapping[str, Any],
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+) -> PatchStream[Any]:
+    """A PatchStream for one completion (the request goes out when it is first read)."""
+    output: OutputSchema[Any] = OutputSchema(response_format)
+    sse = patch_source == "sse"
+    request = chat_request(model=model, input=input, output=output, params=params, stream=True if sse else "patch")
+    accept = "text/event-stream" if sse else "application/x-ndjson"
+    headers = {"Accept": accept, "Accept-Encoding": "identity", **request.headers}
+
+    def send(cancel: CancelToken) -> requests.Response:
+        return transport.request(
+            "POST",
+            "chat/completions",
+            json=request.body,
+            query=request.query,
+            timeout=request.timeout,
+            headers=headers,
+            stream=True,
+            cancel=cancel,
+        )
+
+    max_tokens = params.get("max_tokens")
+    return PatchStream(
+        transport, send, output=output, model=model, sse=sse, max_tokens=max_tokens, max_line_bytes=max_line_bytes
+    )
+
+
+def _first_choice(transport: Transport, response: requests.Response, model: str) -> tuple[str | None, str | None]:
+    """The first choice's content and finish_reason; InvalidOutputError for a 200 of the wrong shape."""
+    data = _json_of(transport, response)
+    choices = data.get("choices") if isinstance(data, dict) else None
+    choice = choices[0] if isinstance(choices, list) and choices else None
+    message = choice.get("message") if isinstance(choice, dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
+    finish_reason = choice.get("finish_reason") if isinstance(choice, dict) else None
+    problem = (
+        "has no choices" if choice is None
+        else "has a finish_reason that is not a string" if not (finish_reason is None or isinstance(finish_reason, str))
+        else "has message content that is not a string" if not (content is None or isinstance(content, str))
+        else None
+    )  # fmt: skip
+    if problem is not None:
+        raise InvalidOutputError(
+            f"the response {problem} (a 200 of the wrong shape)",
+            model=model,
+            raw_output=transport.redact(response.text[:1000]),
+        )
+    return content, finish_reason
+
+
+def _record(transport: Transport, cls: type[R], response: requests.Response, *, strict: bool = True) -> R:
+    """The response's JSON as a `cls` record (passed through as sent unless `strict`)."""
+    data = _json_of(transport, response)
+    try:
+        return cls.model_validate(data)
+    except ValueError as exc:  # pydantic's ValidationError
+        if not strict and isinstance(data, dict):
+            return cls.model_construct(**data)
+        raise _bad_answer(transport, response, f"is not a {cls.__name__}") from exc
+
+
+def _json_of(transport: Transport, response: requests.Response) -> Any:
+    try:
+        return loads(response.content)
+    except ValueError as exc:
+        raise _bad_answer(transport, response, "is not JSON") from exc
+
+
+def _bad_answer(transport: Transport, response: requests.Response, what: str) -> Exception:
+    return APIStatusError(
+        f"the server's {response.status_code} answer {what}",
+        status_code=response.status_code,
+        body=transport.redact(response.text[:1000]),
+        request_id=response.headers.get("x-request-id"),
+    )
+
+
+# --------------------------------------------------------------------------- the client
+
+
+class Models:
+    """`client.models`: the models the key can use."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    def list(self, **options: Unpack[RequestOptions]) -> ModelPage:
+        """GET /models: a page whose `.data` holds the models (iterating the page yields them)."""
+        return list_models(self._transport, options)
+
+    def retrieve(self, model_id: str, **options: Unpack[RequestOptions]) -> Model:
+        """GET /models/{id}: one model; NotFoundError when the key cannot use it."""
+        return retrieve_model(self._transport, model_id, options)
+
+
+class Completions:
+    """`client.chat.completions`: the OpenAI-compatible surface, passed through unchanged."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    def create(self, **kwargs: Any) -> Any:
+        """POST /chat/completions with `kwargs` as the body (request options apart).
+
+        Returns a ChatCompletion, or with `stream=True` a ChatCompletionStream of chunks.
+        """
+        return create_completion(self._transport, kwargs)
+
+
+class Chat:
+    """`client.chat`: holds `completions`."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.completions = Completions(transport)
+
+
 class DotTxt(ClientConfig):
     """The blocking .txt client. Share one between threads; close it (or use `with`) when done.
 
@@ -303,14 +329,11 @@ class DotTxt(ClientConfig):
             raise TypeError(f"max_retries must be a non-negative int, not {max_retries!r}")
         if session is not None and not isinstance(session, requests.Session):
             raise TypeError(f"session must be a requests.Session, not {type(session).__name__}")
-        source = patch_source or os.environ.get("DOTTXT_PATCH_SOURCE") or "gateway"
-        if source not in PATCH_SOURCES:
-            raise ValueError(f"patch_source must be one of {PATCH_SOURCES}, got {source!r}")
-        self.patch_source = source
+        self.patch_source = resolve_patch_source(patch_source)
         self._transport = Transport(
             api_key=resolve_api_key(api_key),
             base_url=resolve_base_url(base_url),
-            timeout=_check_timeout(timeout),
+            timeout=check_timeout(timeout),
             max_retries=max_retries,
             default_headers=default_headers,
             session=session,
@@ -325,21 +348,18 @@ class DotTxt(ClientConfig):
         self.close()
 
     def close(self) -> None:
-        """Close every connection now, including those of streams still being read."""
+        """Close every connection now: streams being read, requests waiting for an answer, the pool."""
         self._transport.close()
 
+    @overload
     def generate(
-        self,
-        *,
-        model: str,
-        response_format: Any,
-        input: Any,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        seed: int | None = None,
-        timeout: Timeout = None,
-        **extra: Any,
-    ) -> Any:
+        self, *, model: str, response_format: type[T], input: Input, **params: Unpack[GenerationParams]
+    ) -> T: ...
+    @overload
+    def generate(
+        self, *, model: str, response_format: Any, input: Input, **params: Unpack[GenerationParams]
+    ) -> Any: ...
+    def generate(self, *, model: str, response_format: Any, input: Input, **params: Unpack[GenerationParams]) -> Any:
         """One completion constrained by `response_format`, parsed and typed.
 
         Returns a model instance for a Pydantic model, the validated value for
@@ -347,78 +367,50 @@ class DotTxt(ClientConfig):
         InvalidOutputError when the output is not valid JSON or not valid
         against the schema (its message says "truncated" when max_tokens cut it).
         """
-        output = OutputSchema(response_format)
-        body = chat_body(
-            model=model,
-            input=input,
-            output=output,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            seed=seed,
-            extra=extra,
-        )
-        response = self._transport.request("POST", "chat/completions", json=body, timeout=_check_timeout(timeout))
-        completion = _record(ChatCompletion, response)
-        if not completion.choices:
-            from ._errors import InvalidOutputError
+        return generate(self._transport, model=model, response_format=response_format, input=input, params=params)
 
-            raise InvalidOutputError("the response has no choices", model=model, raw_output=response.text)
-        choice = completion.choices[0]
-        return output.parse_json(choice.message.content, model=model, finish_reason=choice.finish_reason)
-
+    @overload
+    def stream(
+        self,
+        *,
+        model: str,
+        response_format: type[T],
+        input: Input,
+        max_line_bytes: int = ...,
+        **params: Unpack[GenerationParams],
+    ) -> PatchStream[T]: ...
+    @overload
     def stream(
         self,
         *,
         model: str,
         response_format: Any,
-        input: Any,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        seed: int | None = None,
-        timeout: Timeout = None,
-        extra: Mapping[str, Any] | None = None,
+        input: Input,
+        max_line_bytes: int = ...,
+        **params: Unpack[GenerationParams],
+    ) -> PatchStream[Any]: ...
+    def stream(
+        self,
+        *,
+        model: str,
+        response_format: Any,
+        input: Input,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-    ) -> PatchStream:
+        **params: Unpack[GenerationParams],
+    ) -> PatchStream[Any]:
         """Stream the completion as PatchEvents, each the moment its op arrives.
 
         The request is sent when iteration starts. Use it in a `for` loop, or
         as a context manager to close the connection on exit.
         """
-        output = OutputSchema(response_format)
-        body = chat_body(
+        return open_stream(
+            self._transport,
+            self.patch_source,
             model=model,
+            response_format=response_format,
             input=input,
-            output=output,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            seed=seed,
-            extra=extra,
-        )
-        checked_timeout = _check_timeout(timeout)
-        sse = self.patch_source == "sse"
-        body["stream"] = True if sse else "patch"
-        accept = "text/event-stream" if sse else "application/x-ndjson"
-        transport = self._transport
-
-        def open_response(cancel: CancelToken) -> requests.Response:
-            return transport.request(
-                "POST",
-                "chat/completions",
-                json=body,
-                timeout=checked_timeout,
-                stream=True,
-                cancel=cancel,
-                headers={"Accept": accept, "Accept-Encoding": "identity"},
-            )
-
-        return PatchStream(
-            open_response,
-            output=output,
-            model=model,
-            release=transport.release,
+            params=params,
             max_line_bytes=max_line_bytes,
-            sse=sse,
-            max_tokens=max_tokens,
         )
 
     def stream_in_background(
@@ -426,36 +418,18 @@ class DotTxt(ClientConfig):
         *,
         model: str,
         response_format: Any,
-        input: Any,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        seed: int | None = None,
-        timeout: Timeout = None,
-        extra: Mapping[str, Any] | None = None,
+        input: Input,
         on_event: Callable[[PatchEvent], Any] | None = None,
-        on_field: Mapping[str, Callable[[PatchEvent], Any]] | None = None,
+        on_field: Mapping[str, FieldCallback] | None = None,
         on_error: Callable[[BaseException], Any] | None = None,
         on_complete: Callable[[Any], Any] | None = None,
         queue: queue.Queue[PatchEvent | None] | None = None,
+        **params: Unpack[GenerationParams],
     ) -> BackgroundStream:
         """Run `stream(...)` on its own thread, handing events to callbacks and a queue."""
         from ._background import BackgroundStream
 
-        stream = self.stream(
-            model=model,
-            response_format=response_format,
-            input=input,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            seed=seed,
-            timeout=timeout,
-            extra=extra,
-        )
+        stream = self.stream(model=model, response_format=response_format, input=input, **params)
         return BackgroundStream(
-            stream,
-            on_event=on_event,
-            on_field=on_field,
-            on_error=on_error,
-            on_complete=on_complete,
-            queue=queue,
+            stream, on_event=on_event, on_field=on_field, on_error=on_error, on_complete=on_complete, queue=queue
         )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._errors import PatchError
-from ._lines import decode_line
+from ._lines import loads as decode_line
 from ._patch import apply_op, decode_path, parse_pointer, pointer_segments
 
 __all__ = ["PatchEvent", "DocumentBuilder", "copy_json"]

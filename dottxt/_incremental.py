@@ -30,6 +30,10 @@ _STRING = 7  # inside a string (a key or a value)
 _NUMBER = 8  # inside a number
 _LITERAL = 9  # inside true / false / null
 
+#: The deepest nesting accepted: each level's pointer is as long as its depth, so deeper input
+#: would cost memory quadratic in its size (20 KB of `[` would take 400 MB of pointers).
+MAX_DEPTH = 2000
+
 _WHITESPACE = " \t\n\r"  # exactly what json.loads skips
 _NOT_WHITESPACE = re.compile(r"[^ \t\n\r]")
 _STRING_STOP = re.compile(r'["\\\x00-\x1f]')  # end of string, escape, or a forbidden raw control char
@@ -62,7 +66,7 @@ class IncrementalJSONParser:
       `inf`, as with `json.loads`.)
     - Duplicate keys: one op per occurrence, so `{"a": 1, "a": 2}` gives
       `add /a 1` then `add /a 2`; folded, that is `json.loads`'s result (last wins).
-    - Nesting depth is unlimited (`json.loads` hits the recursion limit).
+    - Nesting is limited to MAX_DEPTH levels (2,000; `json.loads` stops near 1,000).
 
     Errors raise `StreamDecodeError` whose message gives the character position
     (offset in the whole text fed so far) and what was expected. When a piece
@@ -93,6 +97,11 @@ class IncrementalJSONParser:
         self._failure: str | None = None
         self._closed = False
         self._out: list[dict[str, Any]] = []
+
+    @property
+    def complete(self) -> bool:
+        """True once the root value is whole (a number at the root only becomes whole at close())."""
+        return self._state == _DONE
 
     def feed(self, text: str) -> list[dict[str, Any]]:
         """Consume the next piece of text; return the ops whose values it completed, in order."""
@@ -229,6 +238,8 @@ class IncrementalJSONParser:
             self._path = path
             self._start_string(i, is_key=False)
             return i + 1
+        if (c == "{" or c == "[") and len(paths) >= MAX_DEPTH:
+            self._fail(self._offset + i, f"the document is nested deeper than {MAX_DEPTH} levels")
         if c == "{":
             self._emit(path, {})
             paths.append(path)

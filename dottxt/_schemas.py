@@ -9,17 +9,20 @@ import json
 import typing
 import urllib.parse
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 import jsonschema
 import pydantic
 from jsonschema import Draft202012Validator
 
 from ._errors import InvalidOutputError, InvalidSchemaError
+from ._lines import loads
 
 __all__ = ["normalize_schema", "build_response_format", "OutputSchema"]
 
 _STRUCTURAL_TAG = "structural-tag"
+
+T = TypeVar("T")
 
 
 def normalize_schema(response_format: Any) -> dict[str, Any]:
@@ -180,8 +183,8 @@ def _new_adapter(tp: Any) -> pydantic.TypeAdapter[Any]:
         raise InvalidSchemaError(f"cannot build a JSON Schema for {_type_name(tp)}: {exc}") from exc
 
 
-class OutputSchema:
-    """One response_format, resolved once: its JSON Schema, and how to validate and type the output."""
+class OutputSchema(Generic[T]):
+    """One response_format, resolved once: its JSON Schema, and how to validate and type the output (a `T`)."""
 
     def __init__(self, response_format: Any, *, name: str = "response") -> None:
         self.source = response_format
@@ -197,7 +200,7 @@ class OutputSchema:
         """True when the output is returned as a Python type (a Pydantic model, a dataclass...)."""
         return self._adapter is not None
 
-    def parse_json(self, text: str | None, *, model: str | None = None, finish_reason: str | None = None) -> Any:
+    def parse_json(self, text: str | None, *, model: str | None = None, finish_reason: str | None = None) -> T:
         """Decode and validate the model's text output (what `generate` returns)."""
         if text is None:
             raise InvalidOutputError(
@@ -207,7 +210,7 @@ class OutputSchema:
                 finish_reason=finish_reason,
             )
         try:
-            document = json.loads(text)
+            document = loads(text)
         except ValueError as exc:
             raise InvalidOutputError(
                 _output_message(f"model output is not valid JSON ({exc})", finish_reason),
@@ -225,14 +228,26 @@ class OutputSchema:
         model: str | None = None,
         finish_reason: str | None = None,
         raw_output: str | None = None,
-    ) -> Any:
-        """Validate a decoded document; return it typed (a model instance, dataclass, ...) or as is."""
-        if self._adapter is not None:
+    ) -> T:
+        """Validate a decoded document; return it typed (a model instance, dataclass, ...) or as is.
+
+        Every format alike refuses a lone UTF-16 surrogate (text that cannot be
+        encoded) and a document nested deeper than validation can walk.
+        """
+        try:
             text = raw_output if raw_output is not None else json.dumps(document)
-            try:
-                return self._adapter.validate_json(text)
-            except pydantic.ValidationError as exc:
-                raise self._mismatch(exc, _first_pydantic_error(exc), model, finish_reason, text, document) from exc
+            if self._adapter is not None:
+                try:
+                    return cast(T, self._adapter.validate_json(text))
+                except pydantic.ValidationError as exc:
+                    raise self._mismatch(exc, _first_pydantic_error(exc), model, finish_reason, text, document) from exc
+            json.dumps(document, ensure_ascii=False).encode("utf-8")  # UnicodeEncodeError for a lone surrogate
+            return cast(T, self._validate_schema(document, model, finish_reason, text))
+        except (UnicodeError, RecursionError) as exc:
+            why = "holds a lone UTF-16 surrogate" if isinstance(exc, UnicodeError) else "is nested too deeply"
+            raise self._mismatch(exc, f"(it {why})", model, finish_reason, "", document) from None
+
+    def _validate_schema(self, document: Any, model: str | None, finish_reason: str | None, raw: str) -> Any:
         if self.schema.get("type") == _STRUCTURAL_TAG:
             return document
         if self._validator is None:
@@ -240,7 +255,6 @@ class OutputSchema:
         error = jsonschema.exceptions.best_match(self._validator.iter_errors(document))
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-            raw = raw_output if raw_output is not None else json.dumps(document)
             raise self._mismatch(error, f"at {where}: {error.message}", model, finish_reason, raw, document)
         return document
 

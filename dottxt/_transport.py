@@ -6,17 +6,18 @@ a `requests.Response` with a 2xx status, or raises one of `dottxt.errors`.
 
 from __future__ import annotations
 
-import contextvars
 import email.utils
 import ipaddress
+import json as _json
 import logging
+import math
 import random
 import socket
 import threading
 import time
 import urllib.parse
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -24,24 +25,19 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from ._errors import (
+    MAX_ERROR_BODY,
     APIConnectionError,
     APIError,
     APIStatusError,
     APITimeoutError,
-    error_message_from_body,
-    status_error_class,
+    redact,
+    redact_body,
+    shorten,
+    status_error,
 )
 from ._version import __version__
 
-__all__ = [
-    "Transport",
-    "Timeout",
-    "CancelToken",
-    "RETRY_STATUSES",
-    "CLOSED_BY_CLIENT",
-    "retry_delay",
-    "interrupt_response",
-]
+__all__ = ["Transport", "Timeout", "CancelToken", "RETRY_STATUSES", "retry_delay", "interrupt_response"]
 
 log = logging.getLogger("dottxt")
 
@@ -53,12 +49,10 @@ INITIAL_RETRY_DELAY = 0.5
 MAX_RETRY_DELAY = 8.0
 #: The longest `Retry-After` we honour; a server asking for more gets this.
 MAX_RETRY_AFTER = 60.0
-#: Pooled connections per host: enough for 32+ threads streaming at once without waiting.
-POOL_MAXSIZE = 64
-#: Error bodies are read whole, but never more than this.
-MAX_ERROR_BODY = 1 << 20
-#: Attribute set on a streamed response that `Transport.close()` cut short.
-CLOSED_BY_CLIENT = "_dottxt_closed_by_client"
+#: Pooled connections per host: room for hundreds of threads streaming at once, none waiting or warned about.
+POOL_MAXSIZE = 256
+#: Redirects followed before giving up (a redirect loop costs at most this many requests).
+MAX_REDIRECTS = 5
 
 
 def retry_delay(attempt: int, retry_after: str | None = None, *, now: float | None = None) -> float:
@@ -80,9 +74,11 @@ def retry_delay(attempt: int, retry_after: str | None = None, *, now: float | No
 def _parse_retry_after(value: str, *, now: float | None = None) -> float | None:
     value = value.strip()
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return seconds if math.isfinite(seconds) else None  # "nan", "inf": unreadable, so back off instead
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -95,14 +91,13 @@ def _parse_retry_after(value: str, *, now: float | None = None) -> float | None:
 def interrupt_response(response: requests.Response) -> None:
     """Wake a thread blocked reading `response` (from any thread), then close it.
 
-    Closing a socket does not wake a `recv()` blocked on it; shutting it down
-    does: the reader sees end-of-file at once.
+    Closing a socket wakes no `recv()` blocked on it, and is put off while
+    anything still references it; shutting it down does both at once: the
+    reader sees end-of-file, the server sees the hang-up.
     """
-    raw = response.raw
-    try:
-        raw.shutdown()
-    except (AttributeError, RuntimeError, ValueError, OSError):
-        pass  # already released, closed, or never connected: nothing is blocked on it
+    connection = getattr(response.raw, "connection", None)
+    if connection is not None:
+        _shutdown(connection)
     try:
         response.close()
     except Exception:  # closing a half-read response can raise from deep in http.client
@@ -110,12 +105,12 @@ def interrupt_response(response: requests.Response) -> None:
 
 
 class CancelToken:
-    """Cancels one request from any thread, at any stage.
+    """Cancels one request from any thread, at any stage before its body is read.
 
     Setting it cuts short a wait between retries and shuts down the socket of
-    a request still waiting for its response headers, so the thread blocked
-    on it wakes at once. (Once the response exists, `interrupt_response` does
-    the same for the body.)
+    a request still waiting for its response headers, so the thread blocked on
+    it wakes at once. It is handed down explicitly: to `Transport.request`,
+    which hands it to the connection sending the request.
     """
 
     def __init__(self) -> None:
@@ -138,18 +133,15 @@ class CancelToken:
             if self._connection is not None:
                 _shutdown(self._connection)
 
-    def _attach(self, connection: HTTPConnection) -> None:
+    def attach(self, connection: HTTPConnection) -> None:
+        """Called by the connection about to send this token's request: a cancel now reaches its socket."""
         with self._lock:
             self._connection = connection
-
-    def _check(self, connection: HTTPConnection) -> None:
-        """Cancelled while the connection was still being made: shut it down now."""
-        with self._lock:
             if self._event.is_set():
                 _shutdown(connection)
 
-    def _detach(self) -> None:
-        # Under the lock, so a cancel never reaches a connection handed back to the pool.
+    def detach(self) -> None:
+        """The request is answered (or failed): a later cancel must not reach a pooled connection."""
         with self._lock:
             self._connection = None
 
@@ -163,37 +155,31 @@ def _shutdown(connection: HTTPConnection) -> None:
             pass
 
 
-_current = threading.local()  # the CancelToken of the request this thread is sending
-
-#: A CancelToken for every request made in this context that was given none: how
-#: AsyncDotTxt lets a cancelled task interrupt the request its worker thread is sending.
-ambient_cancel: contextvars.ContextVar[CancelToken | None] = contextvars.ContextVar(
-    "dottxt_ambient_cancel", default=None
-)
+# The token of the request this thread is sending, from Transport.request down to the
+# connection urllib3 picks for it: the one channel requests offers between the two.
+_sending = threading.local()
 
 
-class _CancellableConnection(HTTPConnection):
-    """Registers itself with the sending thread's CancelToken, so a cancel can reach its socket."""
+class _TokenConnection(HTTPConnection):
+    """A connection that hands itself to the sending request's CancelToken before it sends."""
 
-    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        token: CancelToken | None = getattr(_current, "token", None)
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        token: CancelToken | None = getattr(_sending, "token", None)
         if token is not None:
-            token._attach(self)
+            token.attach(self)
         super().request(*args, **kwargs)
-        if token is not None:
-            token._check(self)
 
 
-class _CancellableHTTPSConnection(_CancellableConnection, HTTPSConnection):
+class _TokenHTTPSConnection(_TokenConnection, HTTPSConnection):
     """The same, over TLS."""
 
 
 class _HTTPPool(HTTPConnectionPool):
-    ConnectionCls = _CancellableConnection
+    ConnectionCls = _TokenConnection
 
 
 class _HTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _CancellableHTTPSConnection
+    ConnectionCls = _TokenHTTPSConnection
 
 
 class _Adapter(HTTPAdapter):
@@ -204,11 +190,19 @@ class _Adapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
+class Closable(Protocol):
+    """What the transport closes when the client closes: a stream still being read."""
+
+    def abort(self) -> None:
+        """Cut the stream off because its client closed; its reader raises APIConnectionError."""
+
+
 class Transport:
     """Sends requests to one API base URL with auth, timeouts, retries and error mapping.
 
-    Safe to share between threads. `close()` closes idle pooled connections
-    and interrupts every response still being read.
+    Safe to share between threads. `close()` wakes every request still waiting
+    for its response (it raises APIConnectionError), cuts off every stream still
+    being read, and closes the pooled connections.
     """
 
     def __init__(
@@ -234,16 +228,18 @@ class Transport:
         self.headers: dict[str, str] = {
             "User-Agent": f"dottxt-python/{__version__}",
             "Accept": "application/json",
-            **dict(default_headers or {}),
+            **check_headers(default_headers, "default_headers"),
             "Authorization": f"Bearer {api_key}",
         }
-        self._live: set[requests.Response] = set()
+        self._waiting: set[CancelToken] = set()  # requests waiting for their response
+        self._streams: set[Closable] = set()  # streams being read
         self._lock = threading.Lock()
         self._closed = False
 
     @staticmethod
     def _new_session() -> requests.Session:
         session = requests.Session()
+        session.max_redirects = MAX_REDIRECTS
         adapter = _Adapter(pool_connections=4, pool_maxsize=POOL_MAXSIZE, max_retries=0)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
@@ -262,12 +258,17 @@ class Transport:
         """True once `close()` has been called."""
         return self._closed
 
+    def redact(self, text: str) -> str:
+        """`text` with the key blanked out."""
+        return redact(text, self._api_key)
+
     def request(
         self,
         method: str,
         path: str,
         *,
         json: Any = None,
+        query: Mapping[str, Any] | None = None,
         timeout: Timeout = None,
         stream: bool = False,
         headers: Mapping[str, str] | None = None,
@@ -275,109 +276,155 @@ class Transport:
     ) -> requests.Response:
         """Send a request, retrying what is worth retrying; return a 2xx response.
 
-        With `stream=True` the body is left unread and the response is tracked
-        as live until `release()` is called for it. `cancel`, when set from
-        another thread, cuts short a retry wait or a wait for the response.
+        The body is serialised here, strictly (NaN, or a value JSON cannot hold, is a
+        ValueError/TypeError before anything is sent). With `stream=True` the body is
+        left unread for a stream to read; otherwise it has been read whole. `cancel`,
+        set from another thread, cuts short a retry wait or a wait for the response.
         """
-        if self._closed:
-            raise APIConnectionError("the client has been closed")
-        if cancel is None:
-            cancel = ambient_cancel.get()
         url = f"{self.base_url}/{path.lstrip('/')}"
-        all_headers = {**self.headers, **dict(headers or {})}
+        data = None if json is None else _json.dumps(json, allow_nan=False).encode()
+        all_headers = {**self.headers, **check_headers(headers, "extra_headers")}
+        if data is not None:
+            all_headers["Content-Type"] = "application/json"
         effective_timeout = self.timeout if timeout is None else timeout
+        token = cancel if cancel is not None else CancelToken()
         attempt = 0
         while True:
-            retry_after: str | None = None
-            error: APIError | None = None
-            cause: BaseException | None = None
-            _current.token = cancel
-            try:
-                response = self.session.request(
-                    method, url, json=json, headers=all_headers, timeout=effective_timeout, stream=stream
-                )
-            except requests.exceptions.Timeout as exc:
-                error, cause = APITimeoutError(f"{method} {url} timed out ({_reason(exc)})"), exc
-            except (requests.exceptions.ConnectionError, OSError) as exc:
-                error, cause = APIConnectionError(f"could not connect to {url} ({_reason(exc)})"), exc
-            except requests.exceptions.RequestException as exc:
-                raise APIConnectionError(f"{method} {url} failed ({_reason(exc)})") from exc
-            finally:
-                _current.token = None
-                if cancel is not None:
-                    cancel._detach()
-            if error is None:
+            response, error, cause = self._send(method, url, data, query, all_headers, effective_timeout, token)
+            if response is not None:
                 if response.status_code < 300:
-                    if stream:
-                        self._track(response)
+                    if not stream:
+                        _ = response.content  # read whole; the connection goes back to the pool
                     return response
-                error = self._status_error(response, streamed=stream, secret=self._api_key)
+                error = self._status_error(response, stream=stream)
                 retry_after = response.headers.get("retry-after")
                 response.close()
                 if response.status_code not in RETRY_STATUSES:
                     raise error
-            cancelled = cancel is not None and cancel.is_set()
-            if attempt >= self.max_retries or self._closed or cancelled:
+            else:
+                retry_after = None
+            assert error is not None
+            if attempt >= self.max_retries or self._closed or token.is_set():
                 raise error from cause
             delay = retry_delay(attempt, retry_after)
             log.info("retrying %s %s in %.2fs after: %s", method, url, delay, error)
             attempt += 1
-            if cancel is not None:
-                if cancel.wait(delay):
-                    raise error from cause
-            else:
-                time.sleep(delay)
+            if token.wait(delay):
+                raise error from cause
 
-    @staticmethod
-    def _status_error(response: requests.Response, *, streamed: bool, secret: str) -> APIStatusError:
-        """The APIStatusError subclass for a non-2xx response, its body read (bounded).
-
-        A server may echo the key it rejected; it is blanked out of the body and message.
-        """
-        try:
-            if streamed:
-                raw = response.raw.read(MAX_ERROR_BODY, decode_content=True)
-                body = raw.decode(response.encoding or "utf-8", errors="replace")
-            else:
-                body = response.text
-        except Exception:  # a body we cannot read still leaves the status to report
-            body = ""
-        if secret and secret in body:
-            body = body.replace(secret, "***")
-        message = error_message_from_body(body) or response.reason or f"HTTP {response.status_code}"
-        return status_error_class(response.status_code)(
-            message,
-            status_code=response.status_code,
-            body=body,
-            request_id=response.headers.get("x-request-id"),
-        )
-
-    def _track(self, response: requests.Response) -> None:
+    def _send(
+        self,
+        method: str,
+        url: str,
+        data: bytes | None,
+        query: Mapping[str, Any] | None,
+        headers: dict[str, str],
+        timeout: Timeout,
+        token: CancelToken,
+    ) -> tuple[requests.Response | None, APIError | None, BaseException | None]:
+        """One attempt: the response, or the error it ended with (and its cause), mapped here once."""
         with self._lock:
             if self._closed:
-                interrupt_response(response)
                 raise APIConnectionError("the client has been closed")
-            self._live.add(response)
+            self._waiting.add(token)
+        _sending.token = token
+        try:
+            response = self.session.request(
+                method, url, data=data, params=query, headers=headers, timeout=timeout, stream=True
+            )
+            return response, None, None
+        except requests.exceptions.TooManyRedirects as exc:
+            raise APIConnectionError(f"{method} {url} was redirected more than {MAX_REDIRECTS} times") from exc
+        except requests.exceptions.Timeout as exc:
+            return None, APITimeoutError(f"{method} {url} timed out ({self._reason(exc)})"), exc
+        except (requests.exceptions.RequestException, OSError) as exc:
+            if self._closed:
+                raise APIConnectionError(
+                    "the client was closed while the request was waiting for its response"
+                ) from exc
+            if token.is_set():
+                raise APIConnectionError("the request was cancelled") from exc
+            return None, APIConnectionError(f"could not connect to {url} ({self._reason(exc)})"), exc
+        finally:
+            _sending.token = None
+            token.detach()
+            with self._lock:
+                self._waiting.discard(token)
 
-    def release(self, response: requests.Response) -> None:
-        """Close a streamed response and stop tracking it."""
+    def _status_error(self, response: requests.Response, *, stream: bool) -> APIStatusError:
+        """The APIStatusError subclass for a non-2xx response, its body read (at most 1 MiB) and redacted."""
+        try:
+            raw = response.raw.read(MAX_ERROR_BODY, decode_content=True)
+            body = raw.decode(response.encoding or "utf-8", errors="replace")
+        except Exception:  # a body we cannot read still leaves the status to report
+            body = ""
+        return status_error(
+            response.status_code,
+            redact_body(body, self._api_key),
+            reason=response.reason,
+            request_id=response.headers.get("x-request-id"),
+            stream=stream,
+        )
+
+    def _reason(self, exc: BaseException) -> str:
+        return self.redact(_reason(exc))
+
+    def track(self, stream: Closable) -> None:
+        """Register a stream being read, so `close()` can cut it off; APIConnectionError once closed."""
         with self._lock:
-            self._live.discard(response)
-        response.close()
+            if not self._closed:
+                self._streams.add(stream)
+                return
+        stream.abort()
+        raise APIConnectionError("the client has been closed")
+
+    def untrack(self, stream: Closable) -> None:
+        """The stream has ended: `close()` need not reach it any more."""
+        with self._lock:
+            self._streams.discard(stream)
 
     def close(self) -> None:
-        """Close every connection: the idle ones in the pool and the ones streams are reading."""
+        """Close everything now: requests waiting for their response, streams being read, the pool."""
         with self._lock:
             self._closed = True
-            live, self._live = list(self._live), set()
-        for response in live:
-            setattr(response, CLOSED_BY_CLIENT, True)  # its reader must not take the cut for the end
-            interrupt_response(response)
+            waiting, self._waiting = list(self._waiting), set()
+            streams, self._streams = list(self._streams), set()
+        for token in waiting:
+            token.set()
+        for stream in streams:
+            stream.abort()
         if self._owns_session:
             self.session.close()
         else:
             for adapter in self.session.adapters.values():
                 adapter.close()
+
+
+def check_headers(headers: Mapping[str, str] | None, name: str) -> dict[str, str]:
+    """Headers as a dict, refused before sending when HTTP cannot carry them (not Latin-1, line breaks)."""
+    if headers is None:
+        return {}
+    if not isinstance(headers, Mapping):
+        raise TypeError(f"{name} must be a mapping of header name -> value, not {type(headers).__name__}")
+    checked: dict[str, str] = {}
+    for key, value in headers.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(f"{name}: header names and values must be strings, got {key!r}: {type(value).__name__}")
+        if not is_header_safe(key) or not is_header_safe(value):
+            raise ValueError(
+                f"{name}: header {shorten(key, 60)!r} cannot be sent (not Latin-1, or a control character)"
+            )
+        checked[key] = value
+    return checked
+
+
+def is_header_safe(text: str) -> bool:
+    """True when an HTTP header can carry `text`: Latin-1, no control characters but tab."""
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return not any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in text)
 
 
 def _is_loopback(url: str) -> bool:
@@ -392,12 +439,22 @@ def _is_loopback(url: str) -> bool:
 
 
 def _reason(exc: BaseException) -> str:
-    """A short reason for a requests exception, without the request object's repr."""
-    inner: BaseException = exc
-    while inner.args and isinstance(inner.args[0], BaseException):
-        inner = inner.args[0]
-    reason = getattr(inner, "reason", None)
-    if isinstance(reason, BaseException):
-        inner = reason
-    text = str(inner) or type(inner).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
+    """A short reason for a requests failure: the operating system's words, no internal class names.
+
+    urllib3 wraps the socket error in errors whose text names its connection
+    objects; the innermost error of Python's own (ConnectionRefusedError, ...) says it plainly.
+    """
+    seen: set[int] = set()
+    plain: BaseException | None = None
+    pending: list[BaseException] = [exc]
+    while pending:
+        inner = pending.pop()
+        if id(inner) in seen:
+            continue
+        seen.add(id(inner))
+        if type(inner).__module__ in ("builtins", "socket", "ssl"):
+            plain = inner
+        linked = [inner.__cause__, inner.__context__, getattr(inner, "reason", None), *inner.args[:1]]
+        pending.extend(e for e in linked if isinstance(e, BaseException))
+    text = str(plain) if plain is not None and str(plain) else type(plain or exc).__name__
+    return shorten(text)

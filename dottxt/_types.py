@@ -26,12 +26,12 @@ class Record(BaseModel):
 
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
-    def model_dump(self, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
         """The object as the server sent it (fields it did not send are left out)."""
         kwargs.setdefault("exclude_unset", True)
         return super().model_dump(**kwargs)
 
-    def model_dump_json(self, **kwargs: Any) -> str:  # type: ignore[override]
+    def model_dump_json(self, **kwargs: Any) -> str:
         """The object as JSON, as the server sent it."""
         kwargs.setdefault("exclude_unset", True)
         return super().model_dump_json(**kwargs)

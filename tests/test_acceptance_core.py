@@ -335,15 +335,17 @@ class _Clock:
     def time(self) -> float:
         return time.time()
 
-    def sleep(self, seconds: float) -> None:
+    def sleep(self, seconds: float | None) -> bool:
+        assert seconds is not None
         self.slept.append(seconds)
+        return False  # not cancelled
 
 
 def test_retry_after_seconds_and_http_date_on_the_wire_are_honoured_and_capped(
     gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = _Clock()
-    monkeypatch.setattr(dottxt._transport, "time", clock)
+    monkeypatch.setattr(dottxt._transport.CancelToken, "wait", lambda _token, seconds=None: clock.sleep(seconds))
     gateway.fail_next(503, headers={"Retry-After": formatdate(time.time() + 30, usegmt=True)})
     gateway.fail_next(429, headers={"Retry-After": "7"})
     gateway.fail_next(429, headers={"Retry-After": "86400"})  # a day: capped

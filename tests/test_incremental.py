@@ -463,13 +463,18 @@ def test_one_character_mutations_match_json_loads(doc: Any, data: st.DataObject)
     assert parser_outcome(split_at(mutated, cuts)) == json_loads_outcome(mutated)
 
 
-def test_nesting_deeper_than_json_loads_can_handle() -> None:
-    depth = 5_000
+def test_nesting_deeper_than_json_loads_can_handle_up_to_the_documented_limit() -> None:
+    depth = incremental.MAX_DEPTH
     with pytest.raises(RecursionError):
         json.loads("[" * depth + "]" * depth)
     ops = parse(["[" * depth, "]" * depth])
     assert len(ops) == depth
     assert ops[-1] == {"op": "add", "path": "/0" * (depth - 1), "value": []}
+
+
+def test_nesting_past_the_limit_is_a_clear_error_not_quadratic_memory() -> None:
+    with pytest.raises(StreamDecodeError, match="nested deeper than"):
+        parse(["[" * (incremental.MAX_DEPTH + 1)])
 
 
 # --- linear time ----------------------------------------------------------------
