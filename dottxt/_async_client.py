@@ -1,23 +1,20 @@
 """`AsyncDotTxt`: the `DotTxt` surface, awaitable, on the same threaded `requests` transport.
 
-Every blocking call runs on a short-lived thread of its own (not the loop's
-default executor, whose few workers would make concurrent calls queue up and
-which keeps idle threads around), so the event loop never waits on the network.
-Streams are read by a worker thread that hands each item to the loop with
-`call_soon_threadsafe`; closing one shuts its socket down so the worker's
-blocked read returns at once.
+Every blocking call runs on a short-lived thread of its own (`_pump.run`; not
+the loop's default executor, whose few workers would make concurrent calls
+queue up and which keeps idle threads around), so the event loop never waits
+on the network. Streams are read by a `Pump` whose `LoopSink` hands each item
+to the loop with `call_soon_threadsafe`; closing one shuts its socket down so
+the worker's blocked read returns at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
-import itertools
 import queue
-import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import requests
 
@@ -26,8 +23,9 @@ from ._client import ChatCompletionStream, ClientConfig, DotTxt
 from ._errors import StreamCancelledError
 from ._events import PatchEvent
 from ._lines import DEFAULT_MAX_LINE_BYTES
+from ._pump import End, LoopSink, Pump, run
 from ._streaming import PatchStream
-from ._transport import CancelToken, Timeout, ambient_cancel, interrupt_response
+from ._transport import CancelToken, Timeout, ambient_cancel
 from ._types import ChatCompletionChunk, ModelPage
 
 if TYPE_CHECKING:
@@ -37,97 +35,73 @@ __all__ = ["AsyncDotTxt", "AsyncPatchStream", "AsyncChatCompletionStream"]
 
 T = TypeVar("T")
 
-_thread_numbers = itertools.count(1)
-
 #: The longest aclose() waits for a worker whose request it could not interrupt (see aclose).
 CLOSE_GRACE = 0.25
 #: The bound on joining a worker that has made its last hand-over to the loop (it is returning).
 _EXIT_WAIT = 0.1
 
 
-def _hand_over(loop: asyncio.AbstractEventLoop, callback: Callable[..., object], *args: Any) -> bool:
-    """From a worker thread, schedule `callback(*args)` on `loop`; False if the loop is closed (nobody is waiting)."""
-    try:
-        loop.call_soon_threadsafe(callback, *args)
-    except RuntimeError:
-        return False
-    return True
+def _cancellable(call: Callable[[], T]) -> Callable[[CancelToken], T]:
+    """`call` as `run` wants it: the token reaches the requests it sends (through the transport's ambient_cancel)."""
 
-
-async def _in_thread(name: str, call: Callable[[], T], *, discard: Callable[[T], None] | None = None) -> T:
-    """Run a blocking `call()` on a new thread and await its outcome without blocking the loop.
-
-    The thread ends with the call. If the awaiting task is cancelled, the
-    request the call is sending is interrupted (through the transport's ambient
-    CancelToken) so the thread ends promptly; its outcome is dropped, after
-    `discard(outcome)` (to close a stream nobody will read).
-    """
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-    context = contextvars.copy_context()
-    token = CancelToken()
-    context.run(ambient_cancel.set, token)  # requests made by `call` can be cancelled through it
-
-    def drop(outcome: T | None, error: BaseException | None) -> None:
-        if discard is not None and error is None:
-            discard(outcome)  # type: ignore[arg-type]
-
-    def settle(outcome: T | None, error: BaseException | None) -> None:
-        if future.done():  # the awaiting task was cancelled
-            drop(outcome, error)
-        elif error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(outcome)  # type: ignore[arg-type]
-
-    def run() -> None:
+    def with_token(token: CancelToken) -> T:
+        reset = ambient_cancel.set(token)
         try:
-            outcome, error = context.run(call), None
-        except BaseException as exc:  # handed to the awaiting task, never to threading's excepthook
-            outcome, error = None, exc
-        if not _hand_over(loop, settle, outcome, error):
-            drop(outcome, error)
+            return call()
+        finally:
+            ambient_cancel.reset(reset)
 
-    thread = threading.Thread(target=run, name=f"dottxt-{name}-{next(_thread_numbers)}", daemon=True)
-    thread.start()
-    try:
-        return await future
-    except asyncio.CancelledError:
-        token.set()  # wake the request: its thread ends now, not at the read timeout
-        raise
+    return with_token
 
 
-# --------------------------------------------------------------------------- patch streams
+# --------------------------------------------------------------------------- streams
 
 
-class _LoopBackgroundStream(BackgroundStream):
-    """A BackgroundStream whose events go to an event loop's asyncio.Queue instead of `.queue`."""
+class _LoopReader(Generic[T]):
+    """What both async streams share: a pump into a LoopSink, read with `next()`, closed with `aclose()`.
 
-    def __init__(
-        self,
-        stream: PatchStream,
-        loop: asyncio.AbstractEventLoop,
-        sink: asyncio.Queue[PatchEvent | None],
-        finished: asyncio.Event,
-    ) -> None:
-        self._loop = loop
-        self._sink = sink
-        self._finished = finished
-        self.delivered_any = False  # an event arrived: the response is open, so close() interrupts it
-        super().__init__(stream)
+    Holds the pump; the pump's worker never holds this object, so dropping
+    the user's stream (whose finalizer cancels the pump) closes the connection.
+    """
 
-    def _put(self, item: PatchEvent | None) -> bool:
-        if item is not None:
-            self.delivered_any = True
-        if not _hand_over(self._loop, self._sink.put_nowait, item):
-            self.cancel()  # nobody will read the rest
-            return False
-        return True
+    def __init__(self, pump: Pump[T], sink: LoopSink[T]) -> None:
+        self.pump = pump
+        self.sink = sink
+        self.end: End | None = None  # the end signal, once read
 
-    def _put_sentinel(self) -> None:
-        """The worker's last act: the end marker for readers, and the signal aclose() waits on."""
-        if self._put(None):
-            _hand_over(self._loop, self._finished.set)
+    async def next(self) -> T | None:
+        """The next item; None at the end (then `.end` holds it). Cancelling the awaiting task cancels the pump."""
+        if self.end is not None:
+            return None
+        try:
+            item = await self.sink.get()
+        except asyncio.CancelledError:
+            self.pump.cancel()  # the task was cancelled mid-stream: nobody will read the rest
+            raise
+        if isinstance(item, End):
+            self.end = item
+            return None
+        return item
+
+    async def aclose(self) -> None:
+        """Cancel the pump and wait (without blocking the loop) for the worker thread to end.
+
+        Once an item has arrived the response is open and the cancel has
+        interrupted its read: the wait is about a millisecond. Before that the
+        request may be waiting on something the cancel cannot cut short (a
+        connection being made, the headers of a request through a `session=`
+        of your own): then the wait is at most CLOSE_GRACE seconds, and the
+        worker drops the response when it arrives (or at the timeout).
+        """
+        self.pump.cancel()
+        if self.sink.delivered:
+            await self.sink.wait_ended()
+        else:
+            try:
+                await asyncio.wait_for(self.sink.wait_ended(), CLOSE_GRACE)
+            except asyncio.TimeoutError:
+                return
+        self.pump.join(_EXIT_WAIT)  # past its last hand-over the thread only has to return
 
 
 class AsyncPatchStream:
@@ -142,40 +116,39 @@ class AsyncPatchStream:
 
     def __init__(self, stream: PatchStream) -> None:
         self._stream = stream
-        self._worker: _LoopBackgroundStream | None = None
-        self._events: asyncio.Queue[PatchEvent | None] | None = None
-        self._finished: asyncio.Event | None = None
-        self._ended = False  # the sentinel was read, or the stream was closed before starting
-        self._closed = False  # aclose() was called: iteration then ends quietly
+        self._reader: _LoopReader[PatchEvent] | None = None
+        self._closed = False  # aclose() was called (or the stream was closed before starting)
 
-    def _start(self) -> asyncio.Queue[PatchEvent | None]:
-        if self._events is None:
-            loop = asyncio.get_running_loop()
-            self._events = asyncio.Queue()
-            self._finished = asyncio.Event()
-            self._worker = _LoopBackgroundStream(self._stream, loop, self._events, self._finished)
-        return self._events
+    def _start(self) -> _LoopReader[PatchEvent]:
+        if self._reader is None:
+            sink: LoopSink[PatchEvent] = LoopSink(asyncio.get_running_loop())
+            pump = Pump(self._stream, sink, name="stream", finish=self._stream.result)
+            self._reader = _LoopReader(pump, sink)
+            pump.start()
+        return self._reader
 
     def __aiter__(self) -> AsyncPatchStream:
         return self
 
     async def __anext__(self) -> PatchEvent:
-        if self._ended or self._closed:
+        if self._closed:
             raise StopAsyncIteration
-        events = self._start()
-        try:
-            event = await events.get()
-        except asyncio.CancelledError:
-            self._cancel()  # the task was cancelled mid-stream: nobody will read the rest
-            raise
+        reader = self._start()
+        event = await reader.next()
         if event is not None:
             return event
-        self._ended = True
-        assert self._worker is not None
-        error = self._worker.exception(timeout=0)
+        error = self._error()
         if error is not None and not self._closed:
+            self._closed = True  # raised once; iterating again ends at once
             raise error
         raise StopAsyncIteration
+
+    def _error(self) -> BaseException | None:
+        """The stream's error once it has ended: StreamCancelledError if it was closed first."""
+        reader = self._reader
+        if reader is None or reader.pump.cancelled or reader.end is None:
+            return StreamCancelledError(document=self._stream.document)
+        return reader.end.error
 
     async def __aenter__(self) -> AsyncPatchStream:
         self._start()
@@ -188,10 +161,10 @@ class AsyncPatchStream:
 
     def _cancel(self) -> None:
         """Close the connection now (any thread, no waiting)."""
-        if self._worker is not None:
-            self._worker.cancel()
+        if self._reader is not None:
+            self._reader.pump.cancel()
         else:
-            self._ended = True
+            self._closed = True
             self._stream.close()
 
     async def aclose(self) -> None:
@@ -205,18 +178,10 @@ class AsyncPatchStream:
         drops the response when it arrives (or at the timeout).
         """
         self._closed = True
-        self._cancel()
-        worker, finished = self._worker, self._finished
-        if finished is None or worker is None:
-            return
-        if worker.delivered_any:  # the response is open: the close has interrupted its read
-            await finished.wait()  # set right after the worker's last hand-over
+        if self._reader is None:
+            self._stream.close()
         else:
-            try:
-                await asyncio.wait_for(finished.wait(), CLOSE_GRACE)
-            except asyncio.TimeoutError:
-                return  # a request the close cannot reach: the worker follows when it is answered
-        worker.join(_EXIT_WAIT)  # past its last hand-over the thread only has to return
+            await self._reader.aclose()
 
     def __del__(self) -> None:
         try:
@@ -236,16 +201,15 @@ class AsyncPatchStream:
         """
         async for _ in self:
             pass
-        if self._worker is None:
-            raise StreamCancelledError(document=self._stream.document)
-        return self._worker.result(timeout=0)
+        error = self._error()
+        if error is not None:
+            raise error
+        assert self._reader is not None and self._reader.end is not None  # _error() said so
+        return self._reader.end.value
 
     def __repr__(self) -> str:
-        state = "not started" if self._worker is None else repr(self._worker)
+        state = "not started" if self._reader is None else repr(self._reader.pump)
         return f"<AsyncPatchStream {state}>"
-
-
-# --------------------------------------------------------------------------- chat completion chunks
 
 
 class AsyncChatCompletionStream:
@@ -257,17 +221,9 @@ class AsyncChatCompletionStream:
 
     def __init__(self, stream: ChatCompletionStream, loop: asyncio.AbstractEventLoop) -> None:
         self._stream = stream
-        self._items: asyncio.Queue[tuple[ChatCompletionChunk | None, BaseException | None]] = asyncio.Queue()
-        self._stop = threading.Event()
-        self._finished = asyncio.Event()
-        self._ended = False
-        self._thread = threading.Thread(
-            target=_pump_chunks,
-            args=(stream, loop, self._items, self._stop, self._finished),
-            name=f"dottxt-chat-stream-{next(_thread_numbers)}",
-            daemon=True,
-        )
-        self._thread.start()
+        sink: LoopSink[ChatCompletionChunk] = LoopSink(loop)
+        self._reader = _LoopReader(Pump(stream, sink, name="chat-stream"), sink)
+        self._reader.pump.start()
 
     @property
     def response(self) -> requests.Response:
@@ -278,31 +234,21 @@ class AsyncChatCompletionStream:
         return self
 
     async def __anext__(self) -> ChatCompletionChunk:
-        if self._ended:
-            raise StopAsyncIteration
-        try:
-            chunk, error = await self._items.get()
-        except asyncio.CancelledError:
-            self._cancel()
-            raise
+        reader = self._reader
+        chunk = await reader.next()
         if chunk is not None:
             return chunk
-        self._ended = True
+        assert reader.end is not None
+        error, reader.end = reader.end.error, End()  # raised once; iterating again ends at once
         if error is not None:
             raise error
         raise StopAsyncIteration
 
-    def _cancel(self) -> None:
-        if not self._stop.is_set():
-            self._stop.set()
-            interrupt_response(self._stream.response)  # wakes the worker's blocked read
-
     async def aclose(self) -> None:
         """Close the connection now and wait (without blocking the loop) for the worker to end."""
-        self._cancel()
-        self._ended = True
-        await self._finished.wait()
-        self._thread.join(_EXIT_WAIT)  # past its last hand-over the thread only has to return
+        await self._reader.aclose()
+        if self._reader.end is None:
+            self._reader.end = End()  # closed: iteration ends quietly
 
     async def __aenter__(self) -> AsyncChatCompletionStream:
         return self
@@ -314,38 +260,9 @@ class AsyncChatCompletionStream:
 
     def __del__(self) -> None:
         try:
-            self._cancel()
+            self._reader.pump.cancel()
         except Exception:  # never raise from a finalizer
             pass
-
-
-def _pump_chunks(
-    stream: ChatCompletionStream,
-    loop: asyncio.AbstractEventLoop,
-    items: asyncio.Queue[tuple[ChatCompletionChunk | None, BaseException | None]],
-    stop: threading.Event,
-    finished: asyncio.Event,
-) -> None:
-    """Worker: read chunks and hand them to the loop; end with (None, error-or-None).
-
-    A plain function, not a method, so the running thread keeps no reference to
-    the AsyncChatCompletionStream: dropping it closes the connection.
-    """
-    error: BaseException | None = None
-    try:
-        for chunk in stream:
-            if stop.is_set() or not _hand_over(loop, items.put_nowait, (chunk, None)):
-                break
-    except BaseException as exc:  # handed to the reader, never to threading's excepthook
-        if not stop.is_set():
-            error = exc
-    finally:
-        try:
-            stream.close()
-        except Exception:  # closing a half-read response: nothing left to report
-            pass
-        if _hand_over(loop, items.put_nowait, (None, error)):
-            _hand_over(loop, finished.set)
 
 
 # --------------------------------------------------------------------------- resources
@@ -359,7 +276,7 @@ class AsyncModels:
 
     async def list(self) -> ModelPage:
         """GET /models: a page whose `.data` holds the models."""
-        return await _in_thread("models", self._client.models.list)
+        return await run(_cancellable(self._client.models.list), name="models")
 
 
 class AsyncCompletions:
@@ -374,7 +291,7 @@ class AsyncCompletions:
         Status errors raise here, before the first chunk, as with the sync client.
         """
         create = functools.partial(self._client.chat.completions.create, **kwargs)
-        result = await _in_thread("chat", create, discard=_close_stream)
+        result = await run(_cancellable(create), name="chat", discard=_close_stream)
         if isinstance(result, ChatCompletionStream):
             return AsyncChatCompletionStream(result, asyncio.get_running_loop())
         return result
@@ -453,19 +370,21 @@ class AsyncDotTxt(ClientConfig):
         **extra: Any,
     ) -> Any:
         """One completion constrained by `response_format`, parsed and typed as `DotTxt.generate` does."""
-        return await _in_thread(
-            "generate",
-            functools.partial(
-                self.sync.generate,
-                model=model,
-                response_format=response_format,
-                input=input,
-                temperature=temperature,
-                max_tokens=max_tokens,
-                seed=seed,
-                timeout=timeout,
-                **extra,
+        return await run(
+            _cancellable(
+                functools.partial(
+                    self.sync.generate,
+                    model=model,
+                    response_format=response_format,
+                    input=input,
+                    temperature=temperature,
+                    max_tokens=max_tokens,
+                    seed=seed,
+                    timeout=timeout,
+                    **extra,
+                )
             ),
+            name="generate",
         )
 
     def stream(
