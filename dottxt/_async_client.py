@@ -64,24 +64,32 @@ class _LoopReader(Generic[T]):
     the user's stream (whose finalizer cancels the pump) closes the connection.
     """
 
-    def __init__(self, pump: Pump[T], sink: LoopSink[T]) -> None:
+    def __init__(self, pump: Pump[T], sink: LoopSink[T], error_of: Callable[[End], BaseException | None]) -> None:
         self.pump = pump
         self.sink = sink
+        self._error_of = error_of  # the error a reader gets at the end, if any
         self.end: End | None = None  # the end signal, once read
+        self.closed = False  # aclose() was called: iteration ends quietly
 
-    async def next(self) -> T | None:
-        """The next item; None at the end (then `.end` holds it). Cancelling the awaiting task cancels the pump."""
-        if self.end is not None:
-            return None
+    async def next(self) -> T:
+        """The next item; at the end raise the stream's error (once), else StopAsyncIteration.
+
+        Cancelling the awaiting task cancels the pump: nobody will read the rest.
+        """
+        if self.closed or self.end is not None:
+            raise StopAsyncIteration
         try:
             item = await self.sink.get()
         except asyncio.CancelledError:
-            self.pump.cancel()  # the task was cancelled mid-stream: nobody will read the rest
+            self.pump.cancel()
             raise
-        if isinstance(item, End):
-            self.end = item
-            return None
-        return item
+        if not isinstance(item, End):
+            return item
+        self.end = item
+        error = self._error_of(item)
+        if error is not None and not self.closed:
+            raise error
+        raise StopAsyncIteration
 
     async def aclose(self) -> None:
         """Cancel the pump and wait (without blocking the loop) for the worker thread to end.
@@ -93,6 +101,7 @@ class _LoopReader(Generic[T]):
         of your own): then the wait is at most CLOSE_GRACE seconds, and the
         worker drops the response when it arrives (or at the timeout).
         """
+        self.closed = True
         self.pump.cancel()
         if self.sink.delivered:
             await self.sink.wait_ended()
@@ -117,13 +126,15 @@ class AsyncPatchStream:
     def __init__(self, stream: PatchStream) -> None:
         self._stream = stream
         self._reader: _LoopReader[PatchEvent] | None = None
-        self._closed = False  # aclose() was called (or the stream was closed before starting)
+        self._closed = False  # closed before the request was sent
 
     def _start(self) -> _LoopReader[PatchEvent]:
         if self._reader is None:
+            stream = self._stream
             sink: LoopSink[PatchEvent] = LoopSink(asyncio.get_running_loop())
-            pump = Pump(self._stream, sink, name="stream", finish=self._stream.result)
-            self._reader = _LoopReader(pump, sink)
+            pump = Pump(stream, sink, name="stream", finish=stream.result)
+            # Not a bound method: the reader must not hold this object, or dropping it would not close it.
+            self._reader = _LoopReader(pump, sink, lambda end: _patch_error(stream, pump, end))
             pump.start()
         return self._reader
 
@@ -133,22 +144,7 @@ class AsyncPatchStream:
     async def __anext__(self) -> PatchEvent:
         if self._closed:
             raise StopAsyncIteration
-        reader = self._start()
-        event = await reader.next()
-        if event is not None:
-            return event
-        error = self._error()
-        if error is not None and not self._closed:
-            self._closed = True  # raised once; iterating again ends at once
-            raise error
-        raise StopAsyncIteration
-
-    def _error(self) -> BaseException | None:
-        """The stream's error once it has ended: StreamCancelledError if it was closed first."""
-        reader = self._reader
-        if reader is None or reader.pump.cancelled or reader.end is None:
-            return StreamCancelledError(document=self._stream.document)
-        return reader.end.error
+        return await self._start().next()
 
     async def __aenter__(self) -> AsyncPatchStream:
         self._start()
@@ -158,14 +154,6 @@ class AsyncPatchStream:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
-
-    def _cancel(self) -> None:
-        """Close the connection now (any thread, no waiting)."""
-        if self._reader is not None:
-            self._reader.pump.cancel()
-        else:
-            self._closed = True
-            self._stream.close()
 
     async def aclose(self) -> None:
         """Close the connection now and wait (without blocking the loop) for the worker thread to end.
@@ -177,15 +165,18 @@ class AsyncPatchStream:
         own. Then aclose() waits at most CLOSE_GRACE seconds, and the worker
         drops the response when it arrives (or at the timeout).
         """
-        self._closed = True
-        if self._reader is None:
-            self._stream.close()
-        else:
+        if self._reader is not None:
             await self._reader.aclose()
+        else:
+            self._closed = True
+            self._stream.close()
 
     def __del__(self) -> None:
         try:
-            self._cancel()
+            if self._reader is not None:
+                self._reader.pump.cancel()
+            else:
+                self._stream.close()
         except Exception:  # never raise from a finalizer
             pass
 
@@ -201,15 +192,24 @@ class AsyncPatchStream:
         """
         async for _ in self:
             pass
-        error = self._error()
+        reader = self._reader
+        if reader is None or reader.end is None:  # closed before the end arrived
+            raise StreamCancelledError(document=self._stream.document)
+        error = _patch_error(self._stream, reader.pump, reader.end)
         if error is not None:
             raise error
-        assert self._reader is not None and self._reader.end is not None  # _error() said so
-        return self._reader.end.value
+        return reader.end.value
 
     def __repr__(self) -> str:
         state = "not started" if self._reader is None else repr(self._reader.pump)
         return f"<AsyncPatchStream {state}>"
+
+
+def _patch_error(stream: PatchStream, pump: Pump[PatchEvent], end: End) -> BaseException | None:
+    """A patch stream's error once it has ended: StreamCancelledError (with `.document`) if it was closed first."""
+    if pump.cancelled:
+        return StreamCancelledError(document=stream.document)
+    return end.error
 
 
 class AsyncChatCompletionStream:
@@ -222,7 +222,7 @@ class AsyncChatCompletionStream:
     def __init__(self, stream: ChatCompletionStream, loop: asyncio.AbstractEventLoop) -> None:
         self._stream = stream
         sink: LoopSink[ChatCompletionChunk] = LoopSink(loop)
-        self._reader = _LoopReader(Pump(stream, sink, name="chat-stream"), sink)
+        self._reader = _LoopReader(Pump(stream, sink, name="chat-stream"), sink, lambda end: end.error)
         self._reader.pump.start()
 
     @property
@@ -234,21 +234,11 @@ class AsyncChatCompletionStream:
         return self
 
     async def __anext__(self) -> ChatCompletionChunk:
-        reader = self._reader
-        chunk = await reader.next()
-        if chunk is not None:
-            return chunk
-        assert reader.end is not None
-        error, reader.end = reader.end.error, End()  # raised once; iterating again ends at once
-        if error is not None:
-            raise error
-        raise StopAsyncIteration
+        return await self._reader.next()
 
     async def aclose(self) -> None:
         """Close the connection now and wait (without blocking the loop) for the worker to end."""
         await self._reader.aclose()
-        if self._reader.end is None:
-            self._reader.end = End()  # closed: iteration ends quietly
 
     async def __aenter__(self) -> AsyncChatCompletionStream:
         return self
