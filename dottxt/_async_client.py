@@ -1,33 +1,32 @@
 """`AsyncDotTxt`: the `DotTxt` surface, awaitable, on the same threaded `requests` transport.
 
-Every blocking call runs on a short-lived thread of its own (not the loop's
-default executor, whose few workers would make concurrent calls queue up and
-which keeps idle threads around), so the event loop never waits on the network.
-Streams are read by a worker thread that hands each item to the loop with
-`call_soon_threadsafe`; closing one shuts its socket down so the worker's
-blocked read returns at once.
+Every blocking call runs on a short-lived thread of its own (`_pump.run`; not
+the loop's default executor, whose few workers would make concurrent calls
+queue up and which keeps idle threads around), so the event loop never waits
+on the network. Streams are read by a `Pump` whose `LoopSink` hands each item
+to the loop with `call_soon_threadsafe`; closing one shuts its socket down so
+the worker's blocked read returns at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import queue
-import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 import requests
 
 from ._background import BackgroundStream, FieldCallback
-from ._client import ClientConfig, DotTxt, create_completion, generate, list_models
+from ._client import ClientConfig, DotTxt, create_completion, generate, list_models, retrieve_model
 from ._errors import StreamCancelledError
 from ._events import PatchEvent
 from ._lines import DEFAULT_MAX_LINE_BYTES
-from ._params import GenerationParams, Input
+from ._params import GenerationParams, Input, RequestOptions
+from ._pump import End, LoopSink, Pump, run
 from ._streaming import ChatCompletionStream, PatchStream
-from ._transport import CancelToken, Timeout
-from ._types import ChatCompletionChunk, ModelPage
+from ._transport import CancelToken, Timeout, Transport
+from ._types import ChatCompletionChunk, Model, ModelPage
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -38,98 +37,72 @@ __all__ = ["AsyncDotTxt", "AsyncPatchStream", "AsyncChatCompletionStream"]
 
 T = TypeVar("T")
 
-_thread_numbers = itertools.count(1)
-
 #: The longest aclose() waits for a worker whose request it could not interrupt (see aclose).
 CLOSE_GRACE = 0.25
 #: The bound on joining a worker that has made its last hand-over to the loop (it is returning).
 _EXIT_WAIT = 0.1
 
 
-def _hand_over(loop: asyncio.AbstractEventLoop, callback: Callable[..., object], *args: Any) -> bool:
-    """From a worker thread, schedule `callback(*args)` on `loop`; False if the loop is closed (nobody is waiting)."""
-    try:
-        loop.call_soon_threadsafe(callback, *args)
-    except RuntimeError:
-        return False
-    return True
+# --------------------------------------------------------------------------- streams
 
 
-async def _in_thread(name: str, call: Callable[[CancelToken], T], *, discard: Callable[[T], None] | None = None) -> T:
-    """Run a blocking `call()` on a new thread and await its outcome without blocking the loop.
+class _LoopReader(Generic[T]):
+    """What both async streams share: a pump into a LoopSink, read with `next()`, closed with `aclose()`.
 
-    The thread ends with the call. If the awaiting task is cancelled, the
-    request the call is sending is interrupted (through the transport's ambient
-    CancelToken) so the thread ends promptly; its outcome is dropped, after
-    `discard(outcome)` (to close a stream nobody will read).
+    Holds the pump; the pump's worker never holds this object, so dropping
+    the user's stream (whose finalizer cancels the pump) closes the connection.
     """
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-    token = CancelToken()
 
-    def drop(outcome: T | None, error: BaseException | None) -> None:
-        if discard is not None and error is None:
-            discard(outcome)  # type: ignore[arg-type]
+    def __init__(self, pump: Pump[T], sink: LoopSink[T], error_of: Callable[[End], BaseException | None]) -> None:
+        self.pump = pump
+        self.sink = sink
+        self._error_of = error_of  # the error a reader gets at the end, if any
+        self.end: End | None = None  # the end signal, once read
+        self.closed = False  # aclose() was called: iteration ends quietly
 
-    def settle(outcome: T | None, error: BaseException | None) -> None:
-        if future.done():  # the awaiting task was cancelled
-            drop(outcome, error)
-        elif error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(outcome)  # type: ignore[arg-type]
+    async def next(self) -> T:
+        """The next item; at the end raise the stream's error (once), else StopAsyncIteration.
 
-    def run() -> None:
+        Cancelling the awaiting task cancels the pump: nobody will read the rest.
+        """
+        if self.closed or self.end is not None:
+            raise StopAsyncIteration
         try:
-            outcome, error = call(token), None
-        except BaseException as exc:  # handed to the awaiting task, never to threading's excepthook
-            outcome, error = None, exc
-        if not _hand_over(loop, settle, outcome, error):
-            drop(outcome, error)
+            item = await self.sink.get()
+        except asyncio.CancelledError:
+            self.pump.cancel()
+            raise
+        if not isinstance(item, End):
+            return item
+        self.end = item
+        error = self._error_of(item)
+        if error is not None and not self.closed:
+            raise error
+        raise StopAsyncIteration
 
-    thread = threading.Thread(target=run, name=f"dottxt-{name}-{next(_thread_numbers)}", daemon=True)
-    thread.start()
-    try:
-        return await future
-    except asyncio.CancelledError:
-        token.set()  # wake the request: its thread ends now, not at the read timeout
-        raise
+    async def aclose(self) -> None:
+        """Cancel the pump and wait (without blocking the loop) for the worker thread to end.
 
-
-# --------------------------------------------------------------------------- patch streams
-
-
-class _LoopBackgroundStream(BackgroundStream):
-    """A BackgroundStream whose events go to an event loop's asyncio.Queue instead of `.queue`."""
-
-    def __init__(
-        self,
-        stream: PatchStream,
-        loop: asyncio.AbstractEventLoop,
-        sink: asyncio.Queue[PatchEvent | None],
-        finished: asyncio.Event,
-    ) -> None:
-        self._loop = loop
-        self._sink = sink
-        self._finished = finished
-        self.delivered_any = False  # an event arrived: the response is open, so close() interrupts it
-        super().__init__(stream)
-
-    def _put(self, item: PatchEvent | None) -> bool:
-        if item is not None:
-            self.delivered_any = True
-        if not _hand_over(self._loop, self._sink.put_nowait, item):
-            self.cancel()  # nobody will read the rest
-            return False
-        return True
-
-    def _put_sentinel(self) -> None:
-        """The worker's last act: the end marker for readers, and the signal aclose() waits on."""
-        if self._put(None):
-            _hand_over(self._loop, self._finished.set)
+        Once an item has arrived the response is open and the cancel has
+        interrupted its read: the wait is about a millisecond. Before that the
+        request may be waiting on something the cancel cannot cut short (a
+        connection being made, the headers of a request through a `session=`
+        of your own): then the wait is at most CLOSE_GRACE seconds, and the
+        worker drops the response when it arrives (or at the timeout).
+        """
+        self.closed = True
+        self.pump.cancel()
+        if self.sink.delivered:
+            await self.sink.wait_ended()
+        else:
+            try:
+                await asyncio.wait_for(self.sink.wait_ended(), CLOSE_GRACE)
+            except asyncio.TimeoutError:
+                return
+        self.pump.join(_EXIT_WAIT)  # past its last hand-over the thread only has to return
 
 
-class AsyncPatchStream:
+class AsyncPatchStream(Generic[T]):
     """An async iterator of PatchEvents, read by a worker thread; also an async context manager.
 
     The request is sent when iteration starts (or on `async with`). Breaking out
@@ -139,44 +112,30 @@ class AsyncPatchStream:
     arrived; `await .result()` drains the rest and returns the typed output.
     """
 
-    def __init__(self, stream: PatchStream) -> None:
+    def __init__(self, stream: PatchStream[T]) -> None:
         self._stream = stream
-        self._worker: _LoopBackgroundStream | None = None
-        self._events: asyncio.Queue[PatchEvent | None] | None = None
-        self._finished: asyncio.Event | None = None
-        self._ended = False  # the sentinel was read, or the stream was closed before starting
-        self._closed = False  # aclose() was called: iteration then ends quietly
+        self._reader: _LoopReader[PatchEvent] | None = None
+        self._closed = False  # closed before the request was sent
 
-    def _start(self) -> asyncio.Queue[PatchEvent | None]:
-        if self._events is None:
-            loop = asyncio.get_running_loop()
-            self._events = asyncio.Queue()
-            self._finished = asyncio.Event()
-            self._worker = _LoopBackgroundStream(self._stream, loop, self._events, self._finished)
-        return self._events
+    def _start(self) -> _LoopReader[PatchEvent]:
+        if self._reader is None:
+            stream = self._stream
+            sink: LoopSink[PatchEvent] = LoopSink(asyncio.get_running_loop())
+            pump = Pump(stream, sink, name="stream", finish=stream.result)
+            # Not a bound method: the reader must not hold this object, or dropping it would not close it.
+            self._reader = _LoopReader(pump, sink, lambda end: _patch_error(stream, pump, end))
+            pump.start()
+        return self._reader
 
-    def __aiter__(self) -> AsyncPatchStream:
+    def __aiter__(self) -> AsyncPatchStream[T]:
         return self
 
     async def __anext__(self) -> PatchEvent:
-        if self._ended or self._closed:
+        if self._closed:
             raise StopAsyncIteration
-        events = self._start()
-        try:
-            event = await events.get()
-        except asyncio.CancelledError:
-            self._cancel()  # the task was cancelled mid-stream: nobody will read the rest
-            raise
-        if event is not None:
-            return event
-        self._ended = True
-        assert self._worker is not None
-        error = self._worker.exception(timeout=0)
-        if error is not None and not self._closed:
-            raise error
-        raise StopAsyncIteration
+        return await self._start().next()
 
-    async def __aenter__(self) -> AsyncPatchStream:
+    async def __aenter__(self) -> AsyncPatchStream[T]:
         self._start()
         return self
 
@@ -184,14 +143,6 @@ class AsyncPatchStream:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
-
-    def _cancel(self) -> None:
-        """Close the connection now (any thread, no waiting)."""
-        if self._worker is not None:
-            self._worker.cancel()
-        else:
-            self._ended = True
-            self._stream.close()
 
     async def aclose(self) -> None:
         """Close the connection now and wait (without blocking the loop) for the worker thread to end.
@@ -203,23 +154,18 @@ class AsyncPatchStream:
         own. Then aclose() waits at most CLOSE_GRACE seconds, and the worker
         drops the response when it arrives (or at the timeout).
         """
-        self._closed = True
-        self._cancel()
-        worker, finished = self._worker, self._finished
-        if finished is None or worker is None:
-            return
-        if worker.delivered_any:  # the response is open: the close has interrupted its read
-            await finished.wait()  # set right after the worker's last hand-over
+        if self._reader is not None:
+            await self._reader.aclose()
         else:
-            try:
-                await asyncio.wait_for(finished.wait(), CLOSE_GRACE)
-            except asyncio.TimeoutError:
-                return  # a request the close cannot reach: the worker follows when it is answered
-        worker.join(_EXIT_WAIT)  # past its last hand-over the thread only has to return
+            self._closed = True
+            self._stream.close()
 
     def __del__(self) -> None:
         try:
-            self._cancel()
+            if self._reader is not None:
+                self._reader.pump.cancel()
+            else:
+                self._stream.close()
         except Exception:  # never raise from a finalizer
             pass
 
@@ -228,23 +174,31 @@ class AsyncPatchStream:
         """A copy of the document built so far (None before the first op)."""
         return self._stream.document
 
-    async def result(self) -> Any:
+    async def result(self) -> T:
         """Drain the rest of the stream; return the output validated and typed like `generate`.
 
         Raises the stream's error if it failed (StreamCancelledError once closed).
         """
         async for _ in self:
             pass
-        if self._worker is None:
+        reader = self._reader
+        if reader is None or reader.end is None:  # closed before the end arrived
             raise StreamCancelledError(document=self._stream.document)
-        return self._worker.result(timeout=0)
+        error = _patch_error(self._stream, reader.pump, reader.end)
+        if error is not None:
+            raise error
+        return cast(T, reader.end.value)
 
     def __repr__(self) -> str:
-        state = "not started" if self._worker is None else repr(self._worker)
+        state = "not started" if self._reader is None else repr(self._reader.pump)
         return f"<AsyncPatchStream {state}>"
 
 
-# --------------------------------------------------------------------------- chat completion chunks
+def _patch_error(stream: PatchStream[Any], pump: Pump[PatchEvent], end: End) -> BaseException | None:
+    """A patch stream's error once it has ended: StreamCancelledError (with `.document`) if it was closed first."""
+    if pump.cancelled:
+        return StreamCancelledError(document=stream.document)
+    return end.error
 
 
 class AsyncChatCompletionStream:
@@ -256,20 +210,12 @@ class AsyncChatCompletionStream:
 
     def __init__(self, stream: ChatCompletionStream, loop: asyncio.AbstractEventLoop) -> None:
         self._stream = stream
-        self._items: asyncio.Queue[tuple[ChatCompletionChunk | None, BaseException | None]] = asyncio.Queue()
-        self._stop = threading.Event()
-        self._finished = asyncio.Event()
-        self._ended = False
-        self._thread = threading.Thread(
-            target=_pump_chunks,
-            args=(stream, loop, self._items, self._stop, self._finished),
-            name=f"dottxt-chat-stream-{next(_thread_numbers)}",
-            daemon=True,
-        )
-        self._thread.start()
+        sink: LoopSink[ChatCompletionChunk] = LoopSink(loop)
+        self._reader = _LoopReader(Pump(stream, sink, name="chat-stream"), sink, lambda end: end.error)
+        self._reader.pump.start()
 
     @property
-    def response(self) -> requests.Response:
+    def response(self) -> requests.Response | None:
         """The underlying HTTP response."""
         return self._stream.response
 
@@ -277,31 +223,11 @@ class AsyncChatCompletionStream:
         return self
 
     async def __anext__(self) -> ChatCompletionChunk:
-        if self._ended:
-            raise StopAsyncIteration
-        try:
-            chunk, error = await self._items.get()
-        except asyncio.CancelledError:
-            self._cancel()
-            raise
-        if chunk is not None:
-            return chunk
-        self._ended = True
-        if error is not None:
-            raise error
-        raise StopAsyncIteration
-
-    def _cancel(self) -> None:
-        if not self._stop.is_set():
-            self._stop.set()
-            self._stream.close()  # wakes the worker's blocked read
+        return await self._reader.next()
 
     async def aclose(self) -> None:
         """Close the connection now and wait (without blocking the loop) for the worker to end."""
-        self._cancel()
-        self._ended = True
-        await self._finished.wait()
-        self._thread.join(_EXIT_WAIT)  # past its last hand-over the thread only has to return
+        await self._reader.aclose()
 
     async def __aenter__(self) -> AsyncChatCompletionStream:
         return self
@@ -313,38 +239,9 @@ class AsyncChatCompletionStream:
 
     def __del__(self) -> None:
         try:
-            self._cancel()
+            self._reader.pump.cancel()
         except Exception:  # never raise from a finalizer
             pass
-
-
-def _pump_chunks(
-    stream: ChatCompletionStream,
-    loop: asyncio.AbstractEventLoop,
-    items: asyncio.Queue[tuple[ChatCompletionChunk | None, BaseException | None]],
-    stop: threading.Event,
-    finished: asyncio.Event,
-) -> None:
-    """Worker: read chunks and hand them to the loop; end with (None, error-or-None).
-
-    A plain function, not a method, so the running thread keeps no reference to
-    the AsyncChatCompletionStream: dropping it closes the connection.
-    """
-    error: BaseException | None = None
-    try:
-        for chunk in stream:
-            if stop.is_set() or not _hand_over(loop, items.put_nowait, (chunk, None)):
-                break
-    except BaseException as exc:  # handed to the reader, never to threading's excepthook
-        if not stop.is_set():
-            error = exc
-    finally:
-        try:
-            stream.close()
-        except Exception:  # closing a half-read response: nothing left to report
-            pass
-        if _hand_over(loop, items.put_nowait, (None, error)):
-            _hand_over(loop, finished.set)
 
 
 # --------------------------------------------------------------------------- resources
@@ -353,28 +250,31 @@ def _pump_chunks(
 class AsyncModels:
     """`client.models`, awaitable."""
 
-    def __init__(self, client: DotTxt) -> None:
-        self._client = client
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
 
-    async def list(self) -> ModelPage:
+    async def list(self, **options: Unpack[RequestOptions]) -> ModelPage:
         """GET /models: a page whose `.data` holds the models."""
-        return await _in_thread("models", lambda token: list_models(self._client._transport, {}, token))
+        return await run(lambda cancel: list_models(self._transport, options, cancel), name="models")
+
+    async def retrieve(self, model_id: str, **options: Unpack[RequestOptions]) -> Model:
+        """GET /models/{id}: one model; NotFoundError when the key cannot use it."""
+        return await run(lambda cancel: retrieve_model(self._transport, model_id, options, cancel), name="models")
 
 
 class AsyncCompletions:
     """`client.chat.completions`, awaitable."""
 
-    def __init__(self, client: DotTxt) -> None:
-        self._client = client
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
 
     async def create(self, **kwargs: Any) -> Any:
         """POST /chat/completions; a ChatCompletion, or with `stream=True` an async iterator of chunks.
 
         Status errors raise here, before the first chunk, as with the sync client.
         """
-        transport = self._client._transport
-        result = await _in_thread(
-            "chat", lambda token: create_completion(transport, kwargs, token), discard=_close_stream
+        result = await run(
+            lambda cancel: create_completion(self._transport, kwargs, cancel), name="chat", discard=_close_stream
         )
         if isinstance(result, ChatCompletionStream):
             return AsyncChatCompletionStream(result, asyncio.get_running_loop())
@@ -390,8 +290,8 @@ def _close_stream(result: Any) -> None:
 class AsyncChat:
     """`client.chat`: holds `completions`."""
 
-    def __init__(self, client: DotTxt) -> None:
-        self.completions = AsyncCompletions(client)
+    def __init__(self, transport: Transport) -> None:
+        self.completions = AsyncCompletions(transport)
 
 
 # --------------------------------------------------------------------------- the client
@@ -426,8 +326,8 @@ class AsyncDotTxt(ClientConfig):
         )
         self._transport = self.sync._transport
         self.patch_source = self.sync.patch_source
-        self.models = AsyncModels(self.sync)
-        self.chat = AsyncChat(self.sync)
+        self.models = AsyncModels(self._transport)
+        self.chat = AsyncChat(self._transport)
 
     async def __aenter__(self) -> AsyncDotTxt:
         return self
@@ -460,7 +360,7 @@ class AsyncDotTxt(ClientConfig):
                 transport, model=model, response_format=response_format, input=input, params=params, cancel=cancel
             )
 
-        return await _in_thread("generate", call)
+        return await run(call, name="generate")
 
     @overload
     def stream(
@@ -512,7 +412,7 @@ class AsyncDotTxt(ClientConfig):
         on_complete: Callable[[Any], Any] | None = None,
         queue: queue.Queue[PatchEvent | None] | None = None,
         **params: Unpack[GenerationParams],
-    ) -> BackgroundStream:
+    ) -> BackgroundStream[Any]:
         """The same as `DotTxt.stream_in_background`: callbacks run on the stream's own thread."""
         return self.sync.stream_in_background(
             model=model,

@@ -1,38 +1,28 @@
 """`BackgroundStream`: a `PatchStream` read on its own thread, feeding callbacks and a queue.
 
-The worker thread owns the stream: it reads events in wire order, puts each on
-`.queue`, calls `on_event` and the matching `on_field` callbacks, and at the end
-`on_complete` or `on_error`, then puts the `None` sentinel and ends. Other
-threads see a Future-like object: `result()`, `exception()`, `done()`,
-`cancel()`. `cancel()` closes the stream from the calling thread, which shuts
-the socket down so a read blocked on a silent server returns at once.
+A `Pump` reads the stream on its worker thread into a `ThreadSink`: each event
+goes on `.queue`, then to `on_event` and the matching `on_field` callbacks; at
+the end `on_complete` or `on_error`, then the `None` sentinel. Other threads
+see a Future-like object: `result()`, `exception()`, `done()`, `cancel()`.
+`cancel()` closes the stream from the calling thread, which shuts the socket
+down so a read blocked on a silent server returns at once.
 """
 
 from __future__ import annotations
 
-import itertools
-import logging
 import queue as queue_module
-import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 from ._errors import StreamCancelledError
 from ._events import PatchEvent
 from ._patch import escape_segment
+from ._pump import Pump, ThreadSink
 from ._streaming import PatchStream
 
 __all__ = ["BackgroundStream", "FieldCallback"]
 
-log = logging.getLogger("dottxt")
-
 FieldCallback = Callable[[PatchEvent], Any]
-
-_thread_numbers = itertools.count(1)
-
-# Worker states: reading (cancel() still cancels), finishing (the outcome is the
-# worker's: cancel() returns False), cancelled (cancel() won).
-_RUNNING, _FINISHING, _CANCELLED = "running", "finishing", "cancelled"
 
 
 def _escaped_segments(pointer: str) -> tuple[str, ...]:
@@ -93,7 +83,10 @@ def _check_callable(name: str, value: object) -> None:
         raise TypeError(f"{name} must be callable, not {type(value).__name__}")
 
 
-class BackgroundStream:
+T = TypeVar("T")
+
+
+class BackgroundStream(Generic[T]):
     """A patch stream already running on its own thread; Future-like, iterable, a context manager.
 
     Callbacks run on the worker thread in wire order: `on_event(event)` for
@@ -124,7 +117,7 @@ class BackgroundStream:
 
     def __init__(
         self,
-        stream: PatchStream,
+        stream: PatchStream[T],
         *,
         on_event: Callable[[PatchEvent], Any] | None = None,
         on_field: Mapping[str, FieldCallback] | None = None,
@@ -140,117 +133,16 @@ class BackgroundStream:
         if queue is not None and not isinstance(queue, queue_module.Queue):
             raise TypeError(f"queue must be a queue.Queue, not {type(queue).__name__}")
         self._stream = stream
-        self._on_event = on_event
-        self._router = _FieldRouter(on_field or {})
-        self._on_error = on_error
-        self._on_complete = on_complete
         self.queue: queue_module.Queue[PatchEvent | None] = queue if queue is not None else queue_module.Queue()
-        self._lock = threading.Lock()
-        self._state = _RUNNING
-        self._cancel_requested = threading.Event()
-        self._done = threading.Event()
-        self._result: Any = None
-        self._error: BaseException | None = None
-        self._sentinel_put = threading.Event()  # the worker's last act: the queue gets nothing more
-        # Daemon: a worker stuck in a user callback (or a server that never answers
-        # the request) must not keep the interpreter from exiting; the worker holds
-        # nothing that needs flushing, and it always ends with its stream otherwise.
-        self._thread = threading.Thread(target=self._run, name=f"dottxt-stream-{next(_thread_numbers)}", daemon=True)
-        try:
-            self._thread.start()
-        except BaseException:  # no thread to run it (RuntimeError: can't start new thread)
-            stream.close()
-            raise
-
-    # ------------------------------------------------------------------ the worker
-
-    def _run(self) -> None:
-        """Read the stream to its end, then report the outcome; never lets an exception escape."""
-        stream = self._stream
-        value: Any = None
-        error: BaseException | None = None
-        try:
-            try:
-                for event in stream:
-                    self._deliver(event)
-                    if self._cancel_requested.is_set():
-                        break
-                if not self._cancel_requested.is_set():
-                    value = stream.result()
-            except BaseException as exc:  # anything at all: threading's excepthook must never see it
-                error = exc
-            finally:
-                stream.close()
-            self._finish(value, error)
-        finally:
-            self._put_sentinel()
-            self._sentinel_put.set()
-
-    def _deliver(self, event: PatchEvent) -> None:
-        """Hand one event to the queue, then to the callbacks, on the worker thread."""
-        if not self._put(event):
-            return  # cancelled while a bounded queue was full: the stream is over anyway
-        if self._on_event is not None:
-            self._on_event(event)
-        if self._router:
-            for callback in self._router.callbacks(event):
-                callback(event)
-
-    def _finish(self, value: Any, error: BaseException | None) -> None:
-        """Run `on_complete` / `on_error`, then publish the outcome (unless cancel() already did)."""
-        with self._lock:
-            if self._state == _CANCELLED:
-                return
-            self._state = _FINISHING
-        if error is None and self._on_complete is not None:
-            try:
-                self._on_complete(value)
-            except BaseException as exc:
-                error = exc
-        if error is not None and self._on_error is not None:
-            try:
-                self._on_error(error)
-            except BaseException:
-                log.exception("on_error callback raised while handling %r; the stream's error is kept", error)
-        if error is None:
-            self._result = value
-        else:
-            self._error = error
-        self._done.set()
-
-    def _put(self, item: PatchEvent | None) -> bool:
-        """Put an event on the queue without dropping it; False if cancel() interrupted a full queue.
-
-        An unbounded queue never blocks. A full bounded queue blocks the worker
-        (back-pressure) until there is room, or until cancel() wakes it.
-        """
-        q = self.queue
-        if q.maxsize <= 0:
-            q.put(item)
-            return True
-        with q.not_full:
-            while q._qsize() >= q.maxsize:  # type: ignore[attr-defined]  # we hold q.mutex
-                if self._cancel_requested.is_set():
-                    return False
-                q.not_full.wait()
-            self._force_put_locked(q, item)
-        return True
-
-    @staticmethod
-    def _force_put_locked(q: queue_module.Queue[PatchEvent | None], item: PatchEvent | None) -> None:
-        """Queue.put without the size check; the caller holds `q.mutex`."""
-        q._put(item)  # type: ignore[attr-defined]
-        q.unfinished_tasks += 1  # type: ignore[attr-defined]
-        q.not_empty.notify()
-
-    def _put_sentinel(self) -> None:
-        """Put the closing `None` even on a full bounded queue, so a `get()` loop always ends."""
-        q = self.queue
-        if q.maxsize <= 0:
-            q.put(None)
-            return
-        with q.mutex:
-            self._force_put_locked(q, None)
+        self._sink = ThreadSink(
+            self.queue,
+            on_item=_deliver_to(on_event, _FieldRouter(on_field or {})),
+            on_complete=on_complete,
+            on_error=on_error,
+            cancelled_error=lambda: StreamCancelledError(document=stream.document),
+        )
+        self._pump = Pump(stream, self._sink, name="stream", finish=stream.result)
+        self._pump.start()
 
     # ------------------------------------------------------------------ Future-like
 
@@ -260,58 +152,34 @@ class BackgroundStream:
         Returns True if this cancelled a running stream (result() then raises
         StreamCancelledError), False if it had already finished. Safe from any thread.
         """
-        with self._lock:
-            if self._state != _RUNNING:
-                return False
-            self._state = _CANCELLED
-            self._cancel_requested.set()
-            # Set under the lock: the worker's sentinel (after which iteration reads
-            # `_error`) can only follow once the worker has seen the cancelled state.
-            self._error = StreamCancelledError(document=self._stream.document)
-        self._done.set()
-        q = self.queue
-        if q.maxsize > 0:
-            with q.not_full:  # wake a worker blocked on a full bounded queue
-                q.not_full.notify_all()
-        self._stream.close()  # shuts the socket down: a blocked read returns at once
-        return True
+        return self._pump.cancel()
 
     def cancelled(self) -> bool:
         """True if cancel() stopped the stream before it finished."""
-        return self._state == _CANCELLED
+        return self._pump.cancelled
 
     def done(self) -> bool:
         """True once the outcome is known: finished, failed or cancelled."""
-        return self._done.is_set()
+        return self._sink.done()
 
-    def result(self, timeout: float | None = None) -> Any:
+    def result(self, timeout: float | None = None) -> T:
         """Wait for the end; return the output as `PatchStream.result()` does, or raise the stream's error.
 
         Raises the builtin TimeoutError when not done within `timeout` seconds,
         StreamCancelledError (carrying `.document`) after cancel().
         """
-        self._wait(timeout)
-        if self._error is not None:
-            raise self._error
-        return self._result
+        return cast(T, self._sink.result(timeout))
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """Wait for the end; return the stream's error (StreamCancelledError if cancelled), or None.
 
         Raises the builtin TimeoutError when not done within `timeout` seconds.
         """
-        self._wait(timeout)
-        return self._error
-
-    def _wait(self, timeout: float | None) -> None:
-        if not self._done.wait(timeout):
-            raise TimeoutError(f"the stream did not finish within {timeout} seconds")
+        return self._sink.exception(timeout)
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the worker thread to end; True if it has."""
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
-        return not self._thread.is_alive()
+        return self._pump.join(timeout)
 
     @property
     def document(self) -> Any:
@@ -325,16 +193,17 @@ class BackgroundStream:
 
         Only one consumer may read the events: iterate, or read `.queue`, not both.
         """
-        q = self.queue
-        while not (self._sentinel_put.is_set() and q.empty()):  # a second loop ends at once
+        q, sink = self.queue, self._sink
+        while not (sink.ended.is_set() and q.empty()):  # a second loop ends at once
             event = q.get()
             if event is None:
                 break
             yield event
-        if self._error is not None:
-            raise self._error
+        error = sink.exception(0)  # the sentinel follows the outcome
+        if error is not None:
+            raise error
 
-    def __enter__(self) -> BackgroundStream:
+    def __enter__(self) -> BackgroundStream[T]:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -343,10 +212,27 @@ class BackgroundStream:
         self.join()
 
     def __repr__(self) -> str:
-        if not self._done.is_set():
+        if not self._sink.done():
             state = "running"
-        elif self._state == _CANCELLED:
+        elif self._pump.cancelled:
             state = "cancelled"
         else:
-            state = "failed" if self._error is not None else "finished"
-        return f"<BackgroundStream {self._thread.name} {state}>"
+            state = "failed" if self._sink.exception(0) is not None else "finished"
+        return f"<BackgroundStream {self._pump.name} {state}>"
+
+
+def _deliver_to(
+    on_event: Callable[[PatchEvent], Any] | None, router: _FieldRouter
+) -> Callable[[PatchEvent], None] | None:
+    """One event's callbacks, on the worker: `on_event`, then the matching `on_field` ones in registration order."""
+    if on_event is None and not router:
+        return None  # a queue-only stream pays for no call per event
+
+    def deliver(event: PatchEvent) -> None:
+        if on_event is not None:
+            on_event(event)
+        if router:
+            for callback in router.callbacks(event):
+                callback(event)
+
+    return deliver

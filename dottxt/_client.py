@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import urllib.parse
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 import requests
 
@@ -246,7 +246,7 @@ def _record(transport: Transport, cls: type[R], response: requests.Response, *, 
         return cls.model_validate(data)
     except ValueError as exc:  # pydantic's ValidationError
         if not strict and isinstance(data, dict):
-            return cls.model_construct(**data)
+            return cast(R, Record.model_validate(data))  # passed through as sent, attribute access kept
         raise _bad_answer(transport, response, f"is not a {cls.__name__}") from exc
 
 
@@ -425,7 +425,7 @@ class DotTxt(ClientConfig):
         on_complete: Callable[[Any], Any] | None = None,
         queue: queue.Queue[PatchEvent | None] | None = None,
         **params: Unpack[GenerationParams],
-    ) -> BackgroundStream:
+    ) -> BackgroundStream[Any]:
         """Run `stream(...)` on its own thread, handing events to callbacks and a queue."""
         from ._background import BackgroundStream
 

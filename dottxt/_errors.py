@@ -28,7 +28,8 @@ DotTxtError                          (.message, .document: what a stream had bui
 └── StreamCancelledError             (a background stream was cancelled)
 
 So `except APIError` catches every failure the server causes, before or during a stream
-(a status, a report mid-stream, bytes that are not a stream, a dropped connection), and `except RateLimitError` also catches a 429 that refused a stream.
+(a status, a report mid-stream, bytes that are not a stream, a dropped connection), and
+`except RateLimitError` also catches a 429 that refused a stream.
 """
 
 from __future__ import annotations
