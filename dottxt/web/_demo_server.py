@@ -15,6 +15,7 @@ import re
 import selectors
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 from .._demo import TICKET, TRIAGE, SupportTicket
 from . import JS_PATH, sse_events
 
-__all__ = ["DEFAULT_WEB_OP_DELAY", "DemoServer", "HangUp", "triage_for"]
+__all__ = ["DEFAULT_WEB_OP_DELAY", "DemoServer", "HangUp", "serve", "triage_for"]
 
 #: Seconds per op for the page: slower than the terminal demo, so a person can watch each card fill.
 DEFAULT_WEB_OP_DELAY = 0.15
@@ -247,3 +248,10 @@ class DemoServer:
         finished = last.startswith(("event: done", "event: error"))
         if (failed or watch.hung_up) and not finished:
             self.hangups.put(HangUp(frames_sent=sent, upstream_closed=stream.closed))
+
+
+def serve(*, port: int = 0, op_delay: float | None = None, emit: Callable[[str], object] = print) -> None:
+    """`dottxt demo --web`: print the page's URL, then serve it until Ctrl-C (KeyboardInterrupt propagates)."""
+    with DemoServer(port=port, op_delay=DEFAULT_WEB_OP_DELAY if op_delay is None else op_delay) as demo:
+        emit(f"Open {demo.url} in a browser to watch a ticket being triaged field by field (Ctrl-C to stop).")
+        demo.serve_forever()
