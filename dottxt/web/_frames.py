@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from enum import Enum
 from typing import Any
 
@@ -18,7 +18,7 @@ from .._errors import DotTxtError
 from .._patch import apply_op
 from .._streaming import PatchStream
 
-__all__ = ["sse_events"]
+__all__ = ["SSEFrames", "sse_events"]
 
 #: A compiled field pattern: escaped segments, None where the pattern says `*`.
 _Pattern = tuple[str | None, ...]
@@ -69,7 +69,7 @@ def _compile(patterns: Iterable[str] | str | None, name: str) -> tuple[_Pattern,
 
 def _agrees(pattern: _Pattern, segments: tuple[str, ...]) -> bool:
     """True when pattern and segments agree on every segment both have (`*` agrees with anything)."""
-    return all(want is None or want == got for want, got in zip(pattern, segments))
+    return all(want is None or want == got for want, got in zip(pattern, segments, strict=False))
 
 
 class _FieldFilter:
@@ -196,7 +196,7 @@ def _redacted(message: str) -> str:
     return message
 
 
-class _Frames(Iterator[str]):
+class SSEFrames(Iterator[str]):
     """The iterator `sse_events` returns: closing it closes the upstream stream at once, from any thread."""
 
     def __init__(self, stream: PatchStream, rule: _FieldFilter | None) -> None:
@@ -205,7 +205,7 @@ class _Frames(Iterator[str]):
         self._closed = False
         self._frames = self._generate()
 
-    def __iter__(self) -> _Frames:
+    def __iter__(self) -> SSEFrames:
         return self
 
     def __next__(self) -> str:
@@ -220,7 +220,7 @@ class _Frames(Iterator[str]):
         except ValueError:  # running on another thread: the closed stream ends it there
             pass
 
-    def _generate(self) -> Iterator[str]:
+    def _generate(self) -> Generator[str, None, None]:
         stream, rule = self._stream, self._rule
         ops = _FilteredOps(rule) if rule is not None else None
         try:
@@ -251,7 +251,7 @@ def sse_events(
     *,
     include: Iterable[str] | str | None = None,
     exclude: Iterable[str] | str | None = None,
-) -> Iterator[str]:
+) -> SSEFrames:
     """Server-Sent Events frames for `stream`: `op` per op as it arrives, then `done` or `error`.
 
     Hand the iterator to Flask (`Response(..., mimetype="text/event-stream")`),
@@ -261,4 +261,4 @@ def sse_events(
     filtered the same way. Closing the iterator closes the upstream connection.
     """
     rule = _compile(include, "include"), _compile(exclude, "exclude")
-    return _Frames(stream, None if rule == (None, None) else _FieldFilter(*rule))
+    return SSEFrames(stream, None if rule == (None, None) else _FieldFilter(*rule))
