@@ -340,8 +340,10 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
         type=_non_negative_float,
         default=None,
         metavar="SECONDS",
-        help="pause before each op; longer strings take proportionally longer (default 0.04)",
+        help="pause before each op; longer strings take proportionally longer (default 0.04; 0.15 with --web)",
     )
+    sub.add_argument("--web", action="store_true", help="serve the demo as a web page on 127.0.0.1 until Ctrl-C")
+    sub.add_argument("--port", type=_port, default=0, help="with --web: the port to serve on (default: a free one)")
     sub.set_defaults(handler=_cmd_demo)
 
     sub = command(
@@ -639,6 +641,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     """The ticket-triage stream against an in-process fake gateway, each field timed."""
     from . import _demo as demo
 
+    if args.web:
+        from .web._demo_server import serve
+
+        serve(port=args.port, op_delay=args.op_delay, emit=_emit)
+        return EXIT_OK
     op_delay = demo.DEFAULT_OP_DELAY if args.op_delay is None else args.op_delay
     if args.json:
         arrivals = demo.run_demo(op_delay=op_delay, on_field=lambda a: _emit_json(a.as_dict()))

@@ -1,18 +1,21 @@
 """Relay a patch stream to the browser as Server-Sent Events, from a single-file Django app.
 
 `GET /triage?message=...` returns a `StreamingHttpResponse` with content type
-`text/event-stream`: one `data: <op>` event per JSON Patch op, handed to the
-server the moment the op arrives, then `event: done` with the validated result
-(or `event: failed` with an error message).
+`text/event-stream` built by `dottxt.web.sse_events`: one `event: op` frame per
+JSON Patch op, handed to the server the moment the op arrives, then `event: done`
+with the validated result (or `event: error` with `{"message", "type"}`).
+`GET /dottxt-stream.js` serves the package's ES module (`dottxt.web.JS_PATH`):
+in a page, `streamFields("/triage?message=...", {onField: {...}})` fills in the
+fields as they land (see examples/flask_stream_relay.py for such a page).
 
 The whole project is this file: `settings.configure(...)` instead of a settings
 module, the URL patterns below, and `execute_from_command_line` for `runserver`.
 One DotTxt client is created on first use and shared by every request thread.
 When the browser disconnects, Django closes the response, which closes the
-generator, which closes the upstream .txt connection.
+frames, which closes the upstream .txt connection at once.
 
 What to watch for: `curl -N 'http://127.0.0.1:8000/triage?message=refund+me'`
-prints the `data:` lines one at a time as the fields are generated.
+prints the frames one at a time as the fields are generated.
 
     pip install django
     DOTTXT_API_KEY=... python examples/django_stream_view.py runserver
@@ -20,21 +23,19 @@ prints the `data:` lines one at a time as the fields are generated.
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import sys
 import threading
-from collections.abc import Iterator
 from typing import Literal
 
 import django
 from django.conf import settings
-from django.http import HttpRequest, StreamingHttpResponse
+from django.http import FileResponse, HttpRequest, StreamingHttpResponse
 from django.urls import path
 from pydantic import BaseModel
 
-from dottxt import DotTxt, DotTxtError, PatchStream
+from dottxt import DotTxt
+from dottxt.web import JS_PATH, sse_events
 
 if not settings.configured:
     settings.configure(
@@ -49,7 +50,6 @@ if not settings.configured:
 
 MODEL = os.environ.get("DOTTXT_MODEL") or "openai/gpt-oss-20b"
 DEFAULT_MESSAGE = "I was charged twice this month, please refund the duplicate."
-log = logging.getLogger(__name__)
 
 
 class SupportTicket(BaseModel):
@@ -71,39 +71,21 @@ def dottxt_client() -> DotTxt:
         return _client
 
 
-def sse(data: object, event: str | None = None) -> str:
-    """One Server-Sent Event; JSON never contains a raw newline, so one `data:` line suffices."""
-    head = f"event: {event}\n" if event else ""
-    return f"{head}data: {json.dumps(data, ensure_ascii=False)}\n\n"
-
-
-def relay(stream: PatchStream) -> Iterator[str]:
-    sent = 0
-    try:
-        with stream:  # closes the upstream connection however this generator ends
-            for event in stream:
-                sent += 1
-                yield sse(event.op)
-            ticket = stream.result()
-        yield sse(ticket.model_dump(), event="done")
-    except DotTxtError as exc:
-        log.warning("relay failed after %d ops: %s", sent, exc)
-        yield sse({"message": str(exc)}, event="failed")
-    except GeneratorExit:  # Django closed the response: the browser went away
-        log.info("browser left after %d ops; upstream stream closed", sent)
-        raise
-
-
 def triage(request: HttpRequest) -> StreamingHttpResponse:
     message = request.GET.get("message", "").strip() or DEFAULT_MESSAGE
     stream = dottxt_client().stream(model=MODEL, response_format=SupportTicket, input=message)
-    response = StreamingHttpResponse(relay(stream), content_type="text/event-stream")
+    # Closing the response (Django does, when the browser leaves) closes the frames and the upstream stream.
+    response = StreamingHttpResponse(sse_events(stream), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # ask nginx and friends not to buffer the events
     return response
 
 
-urlpatterns = [path("triage", triage)]
+def stream_module(request: HttpRequest) -> FileResponse:
+    return FileResponse(JS_PATH.open("rb"), content_type="text/javascript")
+
+
+urlpatterns = [path("triage", triage), path("dottxt-stream.js", stream_module)]
 
 
 if __name__ == "__main__":

@@ -1,19 +1,21 @@
-"""Relay a patch stream to the browser as Server-Sent Events, from a Flask app.
+"""Relay a patch stream to the browser as Server-Sent Events, from a Flask app, with `dottxt.web`.
 
-`GET /triage?message=...` answers with `text/event-stream`: one `data: <op>`
-event per JSON Patch op, written and flushed the moment the op arrives from
-.txt, so the page can show `intent` while `reply` is still being generated. A
-final `event: done` carries the validated result; `event: failed` carries an
-error message. `GET /` serves a tiny page that renders the fields as they land.
+`GET /triage?message=...` answers with `text/event-stream` built by
+`dottxt.web.sse_events`: one `event: op` frame per JSON Patch op, written the
+moment the op arrives from .txt, then `event: done` with the validated result
+(or `event: error` with `{"message", "type"}`). `GET /` is a page that uses the
+package's own ES module (`dottxt.web.JS_PATH`, served here at
+`/dottxt-stream.js`: no CDN, no build step) to fill in one card per field.
 
 One DotTxt client is created per app and shared by every request thread. When
-the browser goes away, the WSGI server closes the response, which closes our
-generator, which closes the upstream .txt connection at once (no tokens
-generated for nobody); the app logs a line when that happens.
+the browser goes away, the WSGI server closes the response, which closes the
+frames, which closes the upstream .txt connection at once (no tokens generated
+for nobody); the app logs a line when that happens.
 
 What to watch for: `curl -N 'http://127.0.0.1:5000/triage?message=refund+me'`
-prints `data:` lines one by one, not all at the end; pressing Ctrl-C in curl
-makes the server log `browser left after N ops`.
+prints the frames one by one, not all at the end; pressing Ctrl-C in curl makes
+the server log `browser left after N ops`. Try it offline with
+`dottxt fake-gateway` and DOTTXT_BASE_URL, or see `dottxt demo --web`.
 
     pip install flask
     DOTTXT_API_KEY=... python examples/flask_stream_relay.py      # or: flask --app examples/flask_stream_relay run
@@ -22,15 +24,15 @@ makes the server log `browser left after N ops`.
 from __future__ import annotations
 
 import atexit
-import json
 import os
 from collections.abc import Iterator
 from typing import Literal
 
-from flask import Flask, Response, request
+from flask import Flask, Response, request, send_file
 from pydantic import BaseModel
 
-from dottxt import DotTxt, DotTxtError, PatchStream
+from dottxt import DotTxt, PatchStream
+from dottxt.web import JS_PATH, sse_events
 
 MODEL = os.environ.get("DOTTXT_MODEL") or "openai/gpt-oss-20b"
 DEFAULT_MESSAGE = "I was charged twice this month, please refund the duplicate."
@@ -43,30 +45,38 @@ class SupportTicket(BaseModel):
 
 
 PAGE = """<!doctype html>
-<meta charset="utf-8"><title>dottxt relay</title>
-<form id="f"><input name="message" size="70" placeholder="Describe your problem"> <button>Send</button></form>
-<pre id="out"></pre>
-<script>
+<meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>dottxt relay</title>
+<style>
+  body { font: 16px/1.5 system-ui, sans-serif; max-width: 44rem; margin: 2rem auto; padding: 0 1rem; }
+  textarea { width: 100%; font: inherit; box-sizing: border-box; }
+  .card { border: 1px solid #ddd; border-radius: 10px; padding: .6rem .9rem; margin: .6rem 0; }
+  .card h2 { font-size: .75rem; text-transform: uppercase; color: #666; margin: 0; }
+  .card p { margin: .2rem 0 0; overflow-wrap: anywhere; min-height: 1.5em; }
+</style>
+<form id="f"><textarea name="message" rows="3" placeholder="Describe your problem"></textarea>
+<button>Triage</button> <span data-status></span></form>
+<div class="card"><h2>intent</h2><p data-field="intent"></p></div>
+<div class="card"><h2>urgency</h2><p data-field="urgency"></p></div>
+<div class="card"><h2>reply</h2><p data-field="reply"></p></div>
+<script type="module">
+import { streamFields } from "./dottxt-stream.js";
+const status = document.querySelector("[data-status]");
+let live = null;
 document.getElementById("f").onsubmit = (e) => {
   e.preventDefault();
-  const out = document.getElementById("out");
-  out.textContent = "";
-  const source = new EventSource("triage?message=" + encodeURIComponent(e.target.message.value));
-  source.onmessage = (m) => {
-    const op = JSON.parse(m.data);
-    if (op.value === null || typeof op.value !== "object") out.textContent += op.path + " = " + op.value + "\\n";
-  };
-  source.addEventListener("done", () => source.close());
-  source.addEventListener("failed", (m) => { out.textContent += "failed: " + m.data + "\\n"; source.close(); });
+  if (live) live.close();
+  for (const el of document.querySelectorAll("[data-field]")) el.textContent = "";
+  status.textContent = "streaming";
+  const show = (value, field) => { document.querySelector(`[data-field="${field}"]`).textContent = value; };
+  live = streamFields("triage?message=" + encodeURIComponent(e.target.message.value), {
+    onField: { intent: show, urgency: show, reply: show },
+    onDone: () => { status.textContent = "done"; },
+    onError: ({ message }) => { status.textContent = "error"; console.error(message); },
+  });
 };
 </script>
 """
-
-
-def sse(data: object, event: str | None = None) -> str:
-    """One Server-Sent Event; JSON never contains a raw newline, so one `data:` line suffices."""
-    head = f"event: {event}\n" if event else ""
-    return f"{head}data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
 def create_app(client: DotTxt | None = None) -> Flask:
@@ -78,24 +88,26 @@ def create_app(client: DotTxt | None = None) -> Flask:
     shared: DotTxt = client
 
     def relay(stream: PatchStream) -> Iterator[str]:
-        sent = 0
+        """The stream's SSE frames, logging when the browser leaves before the end."""
+        frames = sse_events(stream)  # `exclude=["internal_notes"]` would keep such a field server-side
+        ops, finished = 0, False
         try:
-            with stream:  # closes the upstream connection however this generator ends
-                for event in stream:
-                    sent += 1
-                    yield sse(event.op)
-                ticket = stream.result()
-            yield sse(ticket.model_dump(), event="done")
-        except DotTxtError as exc:
-            app.logger.warning("relay failed after %d ops: %s", sent, exc)
-            yield sse({"message": str(exc)}, event="failed")
-        except GeneratorExit:  # the WSGI server closed the response: the browser went away
-            app.logger.info("browser left after %d ops; upstream stream closed", sent)
-            raise
+            for frame in frames:
+                ops += frame.startswith("event: op")
+                finished = not frame.startswith("event: op")
+                yield frame
+        finally:
+            if not finished:
+                app.logger.info("browser left after %d ops; upstream stream closed", ops)
+            frames.close()  # the browser left (or the stream ended): the upstream connection is closed now
 
     @app.get("/")
     def index() -> str:
         return PAGE
+
+    @app.get("/dottxt-stream.js")
+    def stream_module() -> Response:
+        return send_file(JS_PATH, mimetype="text/javascript")
 
     @app.get("/triage")
     def triage() -> Response:

@@ -442,8 +442,8 @@ def _fold(ops: list[dict[str, Any]]) -> Any:
 
 def _check_relay_body(text: str) -> None:
     events = _parse_sse(text)
-    ops = [data for name, data in events if name is None]
-    assert ops == ops_from_document(TICKET)  # one `data:` event per op, in wire order
+    ops = [data for name, data in events if name == "op"]
+    assert ops == ops_from_document(TICKET)  # one `op` event per op, in wire order
     assert _fold(ops) == TICKET
     assert events[-1] == ("done", TICKET)
 
@@ -519,14 +519,14 @@ def test_flask_relay_forwards_ops_before_the_answer_ends_and_hangs_up_when_the_b
     assert "browser left after 2 ops" in caplog.text
 
 
-def test_flask_relay_reports_an_upstream_failure_as_a_failed_event(
+def test_flask_relay_reports_an_upstream_failure_as_an_error_event(
     flask_relay: ModuleType, gateway: FakeGateway
 ) -> None:
     gateway.fail_next(404)
     with DotTxt(api_key=TEST_KEY, base_url=gateway.base_url, max_retries=0) as client:
         response = flask_relay.create_app(client).test_client().get("/triage")
         events = _parse_sse(response.get_data(as_text=True))
-    assert [name for name, _ in events] == ["failed"]
+    assert [name for name, _ in events] == ["error"]
     assert "404" in events[0][1]["message"]
 
 
