@@ -51,10 +51,16 @@ def byte_symbols() -> list[str]:
     return symbols
 
 
-def build_vocab() -> tuple[list[str], list[int], list[str]]:
-    """Tokens, token types and BPE merges: every byte, each merged token with all its prefixes, then ChatML's two."""
+#: The bytes of the default vocabulary: printable ASCII and the whitespace JSON allows. With every byte instead,
+#: llama.cpp's grammar also lets the model emit stray UTF-8 continuation bytes, which the server turns into U+FFFD
+#: and which then break `maxLength`; `all_bytes=True` gives that vocabulary anyway, for UTF-8 split tests.
+ASCII_BYTES = (0x09, 0x0A, 0x0D, *range(0x20, 0x7F))
+
+
+def build_vocab(*, all_bytes: bool = False) -> tuple[list[str], list[int], list[str]]:
+    """Tokens, token types and BPE merges: the bytes, each merged token with all its prefixes, then ChatML's two."""
     symbols = byte_symbols()
-    tokens = list(symbols)
+    tokens = list(symbols) if all_bytes else [symbols[b] for b in ASCII_BYTES]
     merges: list[str] = []
     known = set(tokens)
     for text in MERGED_TOKENS:
@@ -68,12 +74,15 @@ def build_vocab() -> tuple[list[str], list[int], list[str]]:
     return [*tokens, "<|im_start|>", "<|im_end|>"], types, merges
 
 
-def write_tiny_model(path: Path, *, layers: int = 2, width: int = 64, seed: int = 0) -> Path:
-    """Write a random-weight llama model (about 500 KB at the defaults) to `path`; the same seed gives the same file."""
+def write_tiny_model(path: Path, *, layers: int = 2, width: int = 64, seed: int = 0, all_bytes: bool = False) -> Path:
+    """Write a random-weight llama model (about 400 KB at the defaults) to `path`; the same seed gives the same file.
+
+    Prompts must be ASCII unless `all_bytes` (llama.cpp cannot tokenize a byte missing from the vocabulary).
+    """
     import gguf
     import numpy as np
 
-    tokens, types, merges = build_vocab()
+    tokens, types, merges = build_vocab(all_bytes=all_bytes)
     heads, ffn = 4, 2 * width
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_context_length(4096)
