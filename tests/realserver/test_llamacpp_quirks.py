@@ -112,40 +112,31 @@ def test_finish_reason_in_the_same_chunk_as_the_last_content(captured, document)
             assert stream.result() == Ticket.model_validate(document)
 
 
+def assert_half_then_fails(captured: list[dict[str, Any]], tail: list[Any], error: type[Exception], match: str) -> None:
+    """Replay the first half of the real answer, then `tail` and the end of the body: `error`, with the document."""
+    half = content_chunks(captured)[: len(content_chunks(captured)) // 2]
+
+    def send(conn: RawConnection) -> None:
+        for chunk in [*half, *tail]:
+            conn.chunk(frame(chunk))
+        conn.end()
+
+    with replay(send) as server:
+        client, stream = stream_from(server)
+        events = []
+        with client, stream, pytest.raises(error, match=match) as info:
+            events.extend(stream)
+    assert events and info.value.document == events[-1].snapshot  # type: ignore[attr-defined]
+
+
 def test_error_event_mid_stream_keeps_the_document(captured):
-    half = content_chunks(captured)[: len(content_chunks(captured)) // 2]
-
-    def send(conn: RawConnection) -> None:
-        for chunk in half:
-            conn.chunk(frame(chunk))
-        conn.chunk(frame({"error": {"code": 500, "message": "slot crashed", "type": "server_error"}}))
-        conn.end()
-
-    with replay(send) as server:
-        client, stream = stream_from(server)
-        events = []
-        with client, stream, pytest.raises(PatchStreamError, match="slot crashed") as info:
-            events.extend(stream)
-    assert events and info.value.document == events[-1].snapshot
+    error = {"error": {"code": 500, "message": "slot crashed", "type": "server_error"}}
+    assert_half_then_fails(captured, [error], PatchStreamError, "slot crashed")
 
 
-@pytest.mark.parametrize("done", [True, False], ids=["with-DONE", "without-DONE"])
-def test_body_ending_before_the_root_completes_is_a_connection_error(captured, done):
-    half = content_chunks(captured)[: len(content_chunks(captured)) // 2]
-
-    def send(conn: RawConnection) -> None:
-        for chunk in half:
-            conn.chunk(frame(chunk))
-        if done:
-            conn.chunk(frame("[DONE]"))
-        conn.end()
-
-    with replay(send) as server:
-        client, stream = stream_from(server)
-        events = []
-        with client, stream, pytest.raises(APIConnectionError, match="ended before the output was complete") as info:
-            events.extend(stream)
-    assert events and info.value.document == events[-1].snapshot
+@pytest.mark.parametrize("tail", [["[DONE]"], []], ids=["with-DONE", "without-DONE"])
+def test_body_ending_before_the_root_completes_is_a_connection_error(captured, tail):
+    assert_half_then_fails(captured, tail, APIConnectionError, "ended before the output was complete")
 
 
 def test_whitespace_after_the_root_ends_the_stream_at_once(captured, document):
