@@ -7,7 +7,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Literal
 
 import pydantic
@@ -24,11 +24,8 @@ from dottxt import (
 from dottxt._background import BackgroundStream
 from dottxt._patch import ops_from_document
 from dottxt.testing import FakeGateway
-from tests.conftest import TEST_KEY
-from tests.rawserver import RawConnection, RawServer, ndjson
-
-MODEL = "dottxt/fake-model"
-WAIT = 5.0  # generous bound for things that happen in milliseconds
+from tests.conftest import MODEL, STREAM_THREAD, WAIT, drain, stream_threads
+from tests.rawserver import RawConnection, ndjson
 
 
 class Step(pydantic.BaseModel):
@@ -68,30 +65,6 @@ PLAN_FIELDS = [
 ]
 
 
-@pytest.fixture
-def client(gateway: FakeGateway) -> Iterator[DotTxt]:
-    with DotTxt(api_key=TEST_KEY, base_url=gateway.base_url, max_retries=0, timeout=(5, 5)) as c:
-        yield c
-
-
-@pytest.fixture
-def raw() -> Iterator[Callable[..., DotTxt]]:
-    """Make a client talking to a RawServer running `handler`; everything is closed afterwards."""
-    opened: list[tuple[RawServer, DotTxt]] = []
-
-    def make(handler: Callable[[RawConnection], None]) -> DotTxt:
-        server = RawServer(handler)
-        client = DotTxt(api_key="sk-test", base_url=server.base_url, max_retries=0, timeout=(5, 5))
-        opened.append((server, client))
-        return client
-
-    yield make
-    for server, client in opened:
-        client.close()
-        server.close()
-        assert not server.errors, server.errors
-
-
 def stalling_after(ops: list[dict[str, Any]], disconnected: threading.Event) -> Callable[[RawConnection], None]:
     """A handler that sends `ops`, then goes silent and sets `disconnected` when the client leaves."""
 
@@ -108,14 +81,6 @@ def background(client: DotTxt, **kwargs: Any) -> BackgroundStream:
     return client.stream_in_background(
         model=MODEL, response_format=kwargs.pop("response_format", Plan), input="hi", **kwargs
     )
-
-
-def drain(q: queue.Queue[PatchEvent | None]) -> list[PatchEvent]:
-    """Every event up to the None sentinel (which must come, within WAIT seconds per item)."""
-    events = []
-    while (event := q.get(timeout=WAIT)) is not None:
-        events.append(event)
-    return events
 
 
 # --------------------------------------------------------------------------- callbacks
@@ -144,8 +109,8 @@ def test_callbacks_run_on_the_worker_in_wire_order_and_on_complete_gets_the_type
     assert [value for _, value, _, _ in seen] == [op["value"] for op in ops_from_document(PLAN)]
     assert seen[1][2] == {"intent": "billing"}  # the snapshot as of that op
     assert seen[-1][2] == PLAN
-    assert {name for *_, name in seen} == {bg._thread.name}
-    assert bg._thread.name.startswith("dottxt-stream-")
+    (worker,) = {name for *_, name in seen}  # one thread ran every callback: the stream's worker
+    assert worker.startswith(STREAM_THREAD) and worker != threading.current_thread().name
     assert bg.done() and not bg.cancelled() and bg.exception() is None
     assert bg.document == PLAN
     assert bg.join(WAIT)
@@ -498,7 +463,7 @@ def test_leaving_the_with_cancels_and_joins_the_thread(raw: Callable[..., DotTxt
     client = raw(stalling_after(ops_from_document({"intent": "billing"}), disconnected))
     with background(client, response_format={"type": "object"}) as bg:
         assert bg.queue.get(timeout=WAIT) is not None
-    assert not bg._thread.is_alive()
+    assert bg.join(0)  # already joined
     assert bg.cancelled()
     assert disconnected.wait(WAIT)
 
@@ -507,7 +472,7 @@ def test_leaving_the_with_after_the_end_keeps_the_result(gateway: FakeGateway, c
     gateway.enqueue(PLAN)
     with background(client) as bg:
         result = bg.result(timeout=WAIT)
-    assert not bg._thread.is_alive()
+    assert bg.join(0)  # already joined
     assert bg.result() is result and not bg.cancelled()
 
 
@@ -526,7 +491,7 @@ def test_two_hundred_concurrent_streams_on_one_client(gateway: FakeGateway, clie
         assert [e.op for e in events] == ops_from_document(result)
         assert events[-1].snapshot == result == bg.document
     assert all(bg.join(WAIT) for bg in streams)
-    assert not [t for t in threading.enumerate() if t.name.startswith("dottxt-stream-")]
+    assert stream_threads() == []
 
 
 def test_json_schema_result_is_the_decoded_document(gateway: FakeGateway, client: DotTxt) -> None:
