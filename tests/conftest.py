@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
@@ -13,7 +14,7 @@ import pytest
 
 from dottxt import DotTxt, PatchEvent
 from dottxt.testing import FakeGateway
-from tests.rawserver import RawConnection, RawServer
+from tests.rawserver import RawConnection, RawServer, ndjson
 
 #: The key the `gateway` fixture expects (`DotTxt(api_key=TEST_KEY, base_url=gateway.base_url)`).
 TEST_KEY = "test-key"
@@ -130,3 +131,41 @@ def joined(threads: list[threading.Thread]) -> bool:
     for thread in threads:
         thread.join(WAIT)
     return not any(thread.is_alive() for thread in threads)
+
+
+class Stall:
+    """A RawServer handler that answers with `ops` (NDJSON) or `sse` content deltas, or not at all, then stays silent.
+
+    It records the request's arrival and the client's hang-up, which is the only thing that ends the exchange.
+    """
+
+    def __init__(self, ops: list[dict[str, Any]] | None = None, *, sse: list[str] | None = None) -> None:
+        self.ops, self.sse = ops, sse
+        self.arrived = threading.Event()
+        self.disconnected = threading.Event()
+
+    def __call__(self, conn: RawConnection) -> None:
+        if self.ops is not None:
+            conn.head()
+            conn.chunk(ndjson(*self.ops))
+        elif self.sse is not None:
+            conn.head(headers={"Content-Type": "text/event-stream"})
+            for piece in self.sse:
+                chunk = {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                conn.chunk(f"data: {json.dumps(chunk)}\n\n".encode())
+        self.arrived.set()
+        if conn.wait_for_disconnect(30):
+            self.disconnected.set()
+
+
+class Busy:
+    """A RawServer handler that answers every request 503 with `Retry-After: 30`; `answered` is set after the first."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.answered = threading.Event()
+
+    def __call__(self, conn: RawConnection) -> None:
+        self.attempts += 1
+        conn.send(b"HTTP/1.1 503 Busy\r\nRetry-After: 30\r\nContent-Length: 0\r\n\r\n")
+        self.answered.set()

@@ -35,3 +35,14 @@ class Plan(pydantic.BaseModel):
     intent: Literal["billing", "technical"]
     steps: list[Step]
     reply: str
+
+
+class Triage(pydantic.BaseModel):
+    intent: Literal["billing", "technical"]
+    steps: list[str]
+    reply: str
+
+
+#: A Triage document and the fields of its ops, in wire order.
+TRIAGE = {"intent": "billing", "steps": ["refund", "apologise"], "reply": "We refunded you."}
+TRIAGE_FIELDS = ["", "intent", "steps", "steps/0", "steps/1", "reply"]
