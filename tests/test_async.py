@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import threading
@@ -23,8 +24,7 @@ from dottxt import (
     PatchStreamError,
     StreamCancelledError,
 )
-from dottxt._patch import ops_from_document
-from dottxt.testing import FakeGateway
+from dottxt.testing import FakeGateway, ops_from_document
 from tests.conftest import MODEL, STREAM_THREAD, TEST_KEY, WAIT, Busy, Stall, joined
 from tests.models import TRIAGE, TRIAGE_FIELDS, Triage
 from tests.rawserver import RawConnection, RawServer
@@ -333,7 +333,8 @@ def test_leaving_async_with_during_a_stall_closes_it(served: Callable[..., Async
     run(main)
 
 
-def test_cancelling_the_task_during_a_stall_closes_it(served: Callable[..., AsyncDotTxt]) -> None:
+@pytest.mark.parametrize("inside", ["async with", "a bare async for"])
+def test_cancelling_the_task_during_a_stall_closes_it(served: Callable[..., AsyncDotTxt], inside: str) -> None:
     stall = Stall(STALL_OPS)
     client = served(stall)
 
@@ -343,7 +344,8 @@ def test_cancelling_the_task_during_a_stall_closes_it(served: Callable[..., Asyn
             seen: list[PatchEvent] = []
 
             async def consume() -> None:
-                async with stream_of(client, {"type": "object"}) as stream:
+                stream = stream_of(client, {"type": "object"})
+                async with stream if inside == "async with" else contextlib.nullcontext(stream):
                     async for event in stream:
                         seen.append(event)
                         if event.field == "intent":
@@ -358,31 +360,6 @@ def test_cancelling_the_task_during_a_stall_closes_it(served: Callable[..., Asyn
             assert joined(running)
             assert stall.disconnected.wait(WAIT)
             assert [e.field for e in seen] == ["", "intent"]
-
-    run(main)
-
-
-def test_cancelling_a_bare_async_for_closes_it(served: Callable[..., AsyncDotTxt]) -> None:
-    stall = Stall(STALL_OPS)
-    client = served(stall)
-
-    async def main() -> None:
-        async with client:
-            got_intent = asyncio.Event()
-
-            async def consume() -> None:
-                async for event in stream_of(client, {"type": "object"}):
-                    if event.field == "intent":
-                        got_intent.set()
-
-            task = asyncio.create_task(consume())
-            await asyncio.wait_for(got_intent.wait(), WAIT)
-            running = workers()
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-            assert joined(running)
-            assert stall.disconnected.wait(WAIT)
 
     run(main)
 

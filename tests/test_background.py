@@ -23,8 +23,7 @@ from dottxt import (
     RateLimitError,
     StreamCancelledError,
 )
-from dottxt._patch import ops_from_document
-from dottxt.testing import FakeGateway
+from dottxt.testing import FakeGateway, ops_from_document
 from tests.conftest import MODEL, STREAM_THREAD, TEST_KEY, WAIT, Busy, RawClients, Stall, drain, stream_threads
 from tests.models import TRIAGE, TRIAGE_FIELDS, Triage
 from tests.rawserver import RawConnection, ndjson

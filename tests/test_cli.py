@@ -9,6 +9,7 @@ command) drive it themselves, against a RawServer that holds back ops until told
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -427,10 +428,18 @@ def test_missing_model_is_a_usage_error(runs: dict[str, Case]) -> None:
 # --------------------------------------------------------------------------- models
 
 
-def test_models_lists_ids_and_marks_the_default(runs: dict[str, Case]) -> None:
-    case = runs["models"]
-    assert_ok(case)
-    assert case.stdout == f"{MODEL} * (default)\n{OTHER_MODEL}\n"
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("models", f"{MODEL} * (default)\n{OTHER_MODEL}\n"),  # DOTTXT_MODEL is marked
+        ("models-author", f"{OTHER_MODEL}\n"),  # --author filters by the part before the slash
+    ],
+)
+def test_models_lists_ids_marks_the_default_and_filters_by_author(
+    runs: dict[str, Case], name: str, expected: str
+) -> None:
+    assert_ok(runs[name])
+    assert runs[name].stdout == expected
 
 
 def test_models_json_gives_the_records_the_server_sent(runs: dict[str, Case]) -> None:
@@ -442,12 +451,6 @@ def test_models_json_gives_the_records_the_server_sent(runs: dict[str, Case]) ->
     ).json()["data"]
     assert json.loads(case.stdout) == sent
     assert case.stdout.count("\n") == 1
-
-
-def test_models_author_filters_by_the_part_before_the_slash(runs: dict[str, Case]) -> None:
-    case = runs["models-author"]
-    assert_ok(case)
-    assert case.stdout == f"{OTHER_MODEL}\n"
 
 
 # --------------------------------------------------------------------------- generate
@@ -759,17 +762,21 @@ def test_demo_json_gives_one_record_per_field_then_a_summary(runs: dict[str, Cas
     assert summary["lead_ms"] == fields[2]["ms"] - fields[0]["ms"]
 
 
-def test_fake_gateway_serves_until_ctrl_c(tmp_path: Path) -> None:
-    process = popen_cli(
-        ["fake-gateway", "--api-key", SECRET],
-        env=cli_env(tmp_path, key=None),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+@contextlib.contextmanager
+def serving(args: list[str], env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """Start `dottxt ARGS` (a server); yield it and the first line it prints. Killed if it outlives the block."""
+    process = popen_cli(args, env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert process.stdout is not None
-        first = read_line(process.stdout).decode()
+        yield process, read_line(process.stdout).decode()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def test_fake_gateway_serves_until_ctrl_c(tmp_path: Path) -> None:
+    with serving(["fake-gateway", "--api-key", SECRET], cli_env(tmp_path, key=None)) as (process, first):
         match = re.search(r"(http://127\.0\.0\.1:\d+/v1)", first)
         assert match is not None, first
         base_url = match.group(1)
@@ -778,7 +785,6 @@ def test_fake_gateway_serves_until_ctrl_c(tmp_path: Path) -> None:
         with DotTxt(api_key="wrong", base_url=base_url, max_retries=0) as client:
             with pytest.raises(AuthenticationError):
                 client.models.list()
-    finally:
         process.send_signal(signal.SIGINT)
         rest, stderr = process.communicate(timeout=TIMEOUT)
     output = first + rest.decode()
@@ -956,16 +962,8 @@ def test_fake_gateway_stops_on_sigint_even_as_a_background_job(tmp_path: Path) -
 
 def test_fake_gateway_serves_on_the_host_and_port_given_with_the_op_delay_given(tmp_path: Path) -> None:
     port, delay = free_port(), 0.05
-    process = subprocess.Popen(
-        cli_command("fake-gateway", "--host", "127.0.0.1", "--port", str(port), "--op-delay", str(delay)),
-        env=cli_env(tmp_path, key=None),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        assert process.stdout is not None
-        first = read_line(process.stdout).decode()
+    args = ["fake-gateway", "--host", "127.0.0.1", "--port", str(port), "--op-delay", str(delay)]
+    with serving(args, cli_env(tmp_path, key=None)) as (process, first):
         base_url = f"http://127.0.0.1:{port}/v1"
         assert base_url in first
         fields = ("a", "b", "c", "d")
@@ -983,8 +981,4 @@ def test_fake_gateway_serves_on_the_host_and_port_given_with_the_op_delay_given(
         assert arrivals[-1][1] >= 0.8 * len(arrivals) * delay  # every op waited its turn
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
     assert process.returncode == 130

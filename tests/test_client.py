@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Literal
 
 import pydantic
@@ -34,7 +36,6 @@ from dottxt import (
     __version__,
     build_response_format,
 )
-from dottxt._credentials import save_api_key
 from dottxt.testing import FakeGateway
 from tests.conftest import MODEL, TEST_KEY
 from tests.models import Color, Movie, Point
@@ -45,6 +46,13 @@ KEY = "sk-secret-key-123"
 
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
+
+
+def save_api_key(key: str) -> None:
+    """Store `key` where `dottxt login` does (the isolated XDG_CONFIG_HOME)."""
+    path = Path(os.environ["XDG_CONFIG_HOME"]) / "dottxt" / "credentials.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"api_key": key}))
 
 
 @pytest.fixture

@@ -25,10 +25,10 @@ from dottxt import (
     PatchStreamError,
     RateLimitError,
     StreamDecodeError,
+    apply_add,
     build_response_format,
 )
-from dottxt._patch import apply_add, ops_from_document
-from dottxt.testing import FakeGateway
+from dottxt.testing import FakeGateway, ops_from_document
 from tests.conftest import MODEL, TEST_KEY
 from tests.models import Color, Movie, Plan, Point
 from tests.rawserver import RawConnection, ndjson
