@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import threading
-import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, Literal, TypeVar
 
@@ -15,21 +15,20 @@ import pytest
 
 from dottxt import (
     APIConnectionError,
+    AsyncDotTxt,
+    AsyncPatchStream,
     AuthenticationError,
+    BackgroundStream,
     InvalidOutputError,
     PatchEvent,
     PatchStreamError,
     StreamCancelledError,
 )
-from dottxt._async_client import AsyncDotTxt, AsyncPatchStream
-from dottxt._background import BackgroundStream
-from dottxt._patch import ops_from_document
-from dottxt.testing import FakeGateway
-from tests.conftest import TEST_KEY
-from tests.rawserver import RawConnection, RawServer, ndjson
+from dottxt.testing import FakeGateway, ops_from_document
+from tests.conftest import MODEL, STREAM_THREAD, TEST_KEY, WAIT, Busy, Stall, joined
+from tests.models import TRIAGE, TRIAGE_FIELDS, Triage
+from tests.rawserver import RawConnection, RawServer
 
-MODEL = "dottxt/fake-model"
-WAIT = 5.0  # generous bound for things that happen in milliseconds
 T = TypeVar("T")
 
 
@@ -53,41 +52,26 @@ def run(coroutine_function: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return result
 
 
-def sdk_threads(prefix: str = "dottxt-stream-") -> list[threading.Thread]:
+def workers(prefix: str = STREAM_THREAD) -> list[threading.Thread]:
+    """The SDK's worker threads of one kind still running."""
     return [t for t in threading.enumerate() if t.name.startswith(prefix)]
-
-
-def ended_within(threads: list[threading.Thread], started: float) -> float:
-    """Join `threads` (bounded) and return the seconds since `started` once they have all ended."""
-    for thread in threads:
-        thread.join(WAIT)
-        assert not thread.is_alive(), f"{thread.name} is still running"
-    return time.monotonic() - started
 
 
 @pytest.fixture
 def client_for(gateway: FakeGateway) -> Callable[[], AsyncDotTxt]:
-    return lambda: AsyncDotTxt(api_key=TEST_KEY, base_url=gateway.base_url, max_retries=0, timeout=(5, 5))
+    return lambda: AsyncDotTxt(api_key=TEST_KEY, base_url=gateway.base_url, max_retries=0, timeout=(5, 30))
 
 
 @pytest.fixture
-def stalling() -> Iterator[Callable[[list[dict[str, Any]]], tuple[AsyncDotTxt, threading.Event]]]:
-    """A client whose stream sends `ops`, then goes silent; the event is set when the client leaves."""
+def served() -> Iterator[Callable[..., AsyncDotTxt]]:
+    """Make an AsyncDotTxt of a RawServer running `handler` (30 s timeouts, no retries); servers closed afterwards."""
     servers: list[RawServer] = []
 
-    def make(ops: list[dict[str, Any]]) -> tuple[AsyncDotTxt, threading.Event]:
-        disconnected = threading.Event()
-
-        def handler(conn: RawConnection) -> None:
-            conn.head()
-            conn.chunk(ndjson(*ops))
-            if conn.wait_for_disconnect(30):
-                disconnected.set()
-
-        server = RawServer(handler)
-        servers.append(server)
-        client = AsyncDotTxt(api_key="sk-test", base_url=server.base_url, max_retries=0, timeout=(30, 30))
-        return client, disconnected
+    def make(handler: Callable[[RawConnection], None], **kwargs: Any) -> AsyncDotTxt:
+        servers.append(RawServer(handler))
+        kwargs.setdefault("max_retries", 0)
+        kwargs.setdefault("timeout", (30, 30))
+        return AsyncDotTxt(api_key="sk-test", base_url=servers[-1].base_url, **kwargs)
 
     yield make
     for server in servers:
@@ -230,7 +214,7 @@ def test_stream_sends_nothing_until_iterated(gateway: FakeGateway, client_for: C
             with pytest.raises(StreamCancelledError):
                 await stream.result()
             assert gateway.requests == []
-            assert sdk_threads() == []
+            assert workers() == []
 
     run(main)
 
@@ -294,36 +278,35 @@ def test_errors_raise_from_async_for(
     run(main)
 
 
-def test_breaking_out_and_dropping_the_stream_closes_it(stalling: Callable[..., Any]) -> None:
-    client, disconnected = stalling(STALL_OPS)
-    timing: dict[str, float] = {}
+def test_breaking_out_and_dropping_the_stream_closes_it(served: Callable[..., AsyncDotTxt]) -> None:
+    stall = Stall(STALL_OPS)
+    client = served(stall)
 
     async def main() -> None:
         async with client:
             async for event in stream_of(client, {"type": "object"}):
                 if event.field == "intent":
-                    workers = sdk_threads()
-                    timing["break"] = time.monotonic()
+                    running = workers()
                     break
-            assert disconnected.wait(WAIT)
-            assert ended_within(workers, timing["break"]) < 0.5
+            assert stall.disconnected.wait(WAIT)
+            assert joined(running)
 
     run(main)
 
 
-def test_aclose_during_a_stall_closes_at_once(stalling: Callable[..., Any]) -> None:
-    client, disconnected = stalling(STALL_OPS)
+def test_aclose_during_a_stall_closes_at_once(served: Callable[..., AsyncDotTxt]) -> None:
+    stall = Stall(STALL_OPS)
+    client = served(stall)
 
     async def main() -> None:
         async with client:
             stream = stream_of(client, {"type": "object"})
             assert (await stream.__anext__()).field == ""
             assert (await stream.__anext__()).field == "intent"
-            workers = sdk_threads()
-            started = time.monotonic()
+            running = workers()
             await stream.aclose()
-            assert ended_within(workers, started) < 0.5
-            assert disconnected.wait(WAIT)
+            assert joined(running)
+            assert stall.disconnected.wait(WAIT)
             assert [e async for e in stream] == []
             with pytest.raises(StreamCancelledError) as info:
                 await stream.result()
@@ -333,25 +316,27 @@ def test_aclose_during_a_stall_closes_at_once(stalling: Callable[..., Any]) -> N
     run(main)
 
 
-def test_leaving_async_with_during_a_stall_closes_it(stalling: Callable[..., Any]) -> None:
-    client, disconnected = stalling(STALL_OPS)
+def test_leaving_async_with_during_a_stall_closes_it(served: Callable[..., AsyncDotTxt]) -> None:
+    stall = Stall(STALL_OPS)
+    client = served(stall)
 
     async def main() -> None:
         async with client:
             async with stream_of(client, {"type": "object"}) as stream:
                 async for event in stream:
                     if event.field == "intent":
-                        workers = sdk_threads()
-                        started = time.monotonic()
+                        running = workers()
                         break
-            assert ended_within(workers, started) < 0.5
-            assert disconnected.wait(WAIT)
+            assert joined(running)
+            assert stall.disconnected.wait(WAIT)
 
     run(main)
 
 
-def test_cancelling_the_task_during_a_stall_closes_it(stalling: Callable[..., Any]) -> None:
-    client, disconnected = stalling(STALL_OPS)
+@pytest.mark.parametrize("inside", ["async with", "a bare async for"])
+def test_cancelling_the_task_during_a_stall_closes_it(served: Callable[..., AsyncDotTxt], inside: str) -> None:
+    stall = Stall(STALL_OPS)
+    client = served(stall)
 
     async def main() -> None:
         async with client:
@@ -359,7 +344,8 @@ def test_cancelling_the_task_during_a_stall_closes_it(stalling: Callable[..., An
             seen: list[PatchEvent] = []
 
             async def consume() -> None:
-                async with stream_of(client, {"type": "object"}) as stream:
+                stream = stream_of(client, {"type": "object"})
+                async with stream if inside == "async with" else contextlib.nullcontext(stream):
                     async for event in stream:
                         seen.append(event)
                         if event.field == "intent":
@@ -367,67 +353,15 @@ def test_cancelling_the_task_during_a_stall_closes_it(stalling: Callable[..., An
 
             task = asyncio.create_task(consume())
             await asyncio.wait_for(got_intent.wait(), WAIT)
-            workers = sdk_threads()
-            started = time.monotonic()
+            running = workers()
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            assert ended_within(workers, started) < 0.5
-            assert disconnected.wait(WAIT)
+            assert joined(running)
+            assert stall.disconnected.wait(WAIT)
             assert [e.field for e in seen] == ["", "intent"]
 
     run(main)
-
-
-def test_cancelling_a_bare_async_for_closes_it(stalling: Callable[..., Any]) -> None:
-    client, disconnected = stalling(STALL_OPS)
-
-    async def main() -> None:
-        async with client:
-            got_intent = asyncio.Event()
-
-            async def consume() -> None:
-                async for event in stream_of(client, {"type": "object"}):
-                    if event.field == "intent":
-                        got_intent.set()
-
-            task = asyncio.create_task(consume())
-            await asyncio.wait_for(got_intent.wait(), WAIT)
-            workers = sdk_threads()
-            started = time.monotonic()
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-            assert ended_within(workers, started) < 0.5
-            assert disconnected.wait(WAIT)
-
-    run(main)
-
-
-def test_aclose_before_the_server_answers_does_not_wait_for_it() -> None:
-    """Nothing can interrupt a wait for response headers: aclose() returns anyway, the worker follows."""
-    arrived = threading.Event()
-    disconnected = threading.Event()
-
-    def handler(conn: RawConnection) -> None:
-        arrived.set()
-        if conn.wait_for_disconnect(WAIT):  # never answers
-            disconnected.set()
-
-    async def main(base_url: str) -> None:
-        async with AsyncDotTxt(api_key="k", base_url=base_url, max_retries=0, timeout=(WAIT, 0.3)) as client:
-            stream = stream_of(client, {"type": "object"})
-            await stream.__aenter__()
-            assert await asyncio.to_thread(arrived.wait, WAIT)
-            started = time.monotonic()
-            await stream.aclose()
-            assert time.monotonic() - started < 0.5
-            with pytest.raises(StreamCancelledError):
-                await stream.result()
-
-    with RawServer(handler) as server:
-        run(lambda: main(server.base_url))  # joins the worker: it ends at the 0.3 s read timeout
-        assert disconnected.wait(WAIT)
 
 
 def test_chat_chunk_stream_aclose_during_a_stall(gateway: FakeGateway, client_for: Callable[[], AsyncDotTxt]) -> None:
@@ -441,10 +375,9 @@ def test_chat_chunk_stream_aclose_during_a_stall(gateway: FakeGateway, client_fo
             first = await chunks.__anext__()
             assert first.choices[0].delta.role == "assistant"
             await chunks.__anext__()
-            workers = sdk_threads("dottxt-chat-stream-")
-            started = time.monotonic()
+            running = workers("dottxt-chat-stream-")
             await chunks.aclose()
-            assert ended_within(workers, started) < 0.5
+            assert joined(running)
             assert [c async for c in chunks] == []
 
     run(main)
@@ -487,19 +420,171 @@ def test_cancelling_a_task_awaiting_generate_interrupts_the_request():
     def handler(conn: RawConnection) -> None:
         disconnected.append(conn.wait_for_disconnect(10))  # never answers
 
-    async def scenario(server: RawServer) -> float:
+    async def scenario(server: RawServer) -> None:
         async with AsyncDotTxt(api_key="k", base_url=server.base_url, timeout=(5, 30), max_retries=2) as client:
             task = asyncio.create_task(client.generate(model="m", response_format={"type": "object"}, input="x"))
             await asyncio.to_thread(server.requested.wait, 5)
-            started = time.monotonic()
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            await asyncio.to_thread(server.handled.wait, 5)
-            return time.monotonic() - started
+            assert await asyncio.to_thread(server.handled.wait, WAIT)  # long before the 30 s read timeout
 
     with RawServer(handler) as server:
-        elapsed = asyncio.run(scenario(server))
+        asyncio.run(scenario(server))
     assert disconnected == [True]
-    assert elapsed < 2.0
     assert len(server.connections) == 1  # cancelled: not retried
+
+
+# --------------------------------------------------------------------------- closing at every stage
+
+
+@pytest.mark.parametrize("how", ["aclose", "async with", "cancel the task in async for", "cancel the task in result"])
+def test_closing_a_stream_still_waiting_for_headers_ends_the_connection_and_the_worker(
+    served: Callable[..., AsyncDotTxt], how: str
+) -> None:
+    stall = Stall()
+
+    async def main() -> None:
+        async with served(stall) as client:
+            stream = client.stream(model=MODEL, response_format={"type": "object"}, input="x")
+            if how in ("aclose", "async with"):
+                async with stream:
+                    assert await asyncio.to_thread(stall.arrived.wait, WAIT)
+                    if how == "aclose":
+                        await stream.aclose()
+            else:
+
+                async def consume() -> None:
+                    if how == "cancel the task in result":
+                        await stream.result()
+                    else:
+                        async for _ in stream:
+                            pass
+
+                task = asyncio.create_task(consume())
+                assert await asyncio.to_thread(stall.arrived.wait, WAIT)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            assert joined(workers()), "the worker outlived the close"  # long before the 30 s timeout
+            assert stall.disconnected.wait(WAIT)
+            with pytest.raises(StreamCancelledError):
+                await stream.result()
+
+    run(main)
+
+
+def test_aclose_during_a_retry_wait_ends_the_worker(served: Callable[..., AsyncDotTxt]) -> None:
+    busy = Busy()
+
+    async def main() -> None:
+        async with served(busy, max_retries=2) as client:
+            stream = client.stream(model=MODEL, response_format={"type": "object"}, input="x")
+            await stream.__aenter__()
+            assert await asyncio.to_thread(busy.answered.wait, WAIT)  # answered 503: now waiting 30 s to retry
+            await stream.aclose()
+            assert workers() == []
+
+    run(main)
+    assert busy.attempts == 1
+
+
+def test_cancelling_a_task_awaiting_a_chunk_stream_does_not_leave_its_connection_open() -> None:
+    """The chunk stream that arrives after its awaiting task was cancelled is closed, not dropped open."""
+    arrived, answer, disconnected = threading.Event(), threading.Event(), threading.Event()
+
+    def handler(conn: RawConnection) -> None:
+        arrived.set()
+        assert answer.wait(WAIT)
+        try:
+            conn.head(headers={"Content-Type": "text/event-stream"})
+            conn.chunk(b'data: {"choices": [{"index": 0, "delta": {"role": "assistant"}}]}\n\n')
+        except OSError:  # the cancel already hung up on the request: the answer cannot even be sent
+            disconnected.set()
+            return
+        if conn.wait_for_disconnect(WAIT):
+            disconnected.set()
+
+    async def main(base_url: str) -> None:
+        async with AsyncDotTxt(api_key="k", base_url=base_url, max_retries=0, timeout=(30, 30)) as client:
+            task = asyncio.create_task(
+                client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], stream=True)
+            )
+            assert await asyncio.to_thread(arrived.wait, WAIT)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            answer.set()  # the response arrives now: nobody will read it
+            assert await asyncio.to_thread(disconnected.wait, WAIT), "the connection was left open"
+
+    with RawServer(handler) as server:
+        run(lambda: main(server.base_url))
+
+
+def test_closing_the_async_client_under_a_running_stream(served: Callable[..., AsyncDotTxt]) -> None:
+    """`await client.close()` while a stream is read: `async for` raises a connection error, nothing else."""
+
+    async def main(client: AsyncDotTxt) -> None:
+        stream = client.stream(model=MODEL, response_format={"type": "object"}, input="x")
+        assert (await stream.__anext__()).field == ""
+        await client.close()
+        with pytest.raises(APIConnectionError) as info:
+            async for _ in stream:
+                pass
+        assert info.value.document == {}
+
+    for _ in range(10):  # the close races the worker's read: repeat to catch a bad interleaving
+        stall = Stall(ops_from_document({"intent": "billing"})[:1])
+        asyncio.run(main(served(stall)))
+        assert stall.disconnected.wait(WAIT)
+
+
+def test_sse_patch_source_through_async_for_and_async_with(gateway: FakeGateway) -> None:
+    gateway.enqueue(TRIAGE)
+    gateway.enqueue(TRIAGE)
+
+    async def main() -> None:
+        async with AsyncDotTxt(api_key=TEST_KEY, base_url=gateway.base_url, patch_source="sse") as client:
+            stream = client.stream(model=MODEL, response_format=Triage, input="x")
+            assert [e.field async for e in stream] == TRIAGE_FIELDS
+            assert (await stream.result()).model_dump() == TRIAGE
+            async with client.stream(model=MODEL, response_format=Triage, input="x") as second:
+                values = {e.field: e.value async for e in second if e.is_leaf}
+            assert values == {
+                "intent": "billing",
+                "steps/0": "refund",
+                "steps/1": "apologise",
+                "reply": TRIAGE["reply"],
+            }
+
+    run(main)
+    assert [r.json["stream"] for r in gateway.requests] == [True, True]
+
+
+def test_an_sse_sourced_async_stream_closes_on_break_during_a_stall(served: Callable[..., AsyncDotTxt]) -> None:
+    stall = Stall(sse=['{"intent": "technical", "reply": "Try'])
+
+    async def main() -> None:
+        async with served(stall, patch_source="sse") as client:
+            async for event in client.stream(model=MODEL, response_format={"type": "object"}, input="x"):
+                if event.field == "intent":
+                    break
+            assert stall.disconnected.wait(WAIT)  # long before the 30 s read timeout
+            assert joined(workers())
+
+    run(main)
+
+
+def test_generate_passes_any_extra_body_field_through(gateway: FakeGateway) -> None:
+    """`**extra` goes into the request body, whatever its names (`name`, `function`, `call` included)."""
+    gateway.enqueue(TRIAGE)
+
+    async def main() -> Any:
+        async with AsyncDotTxt(api_key=TEST_KEY, base_url=gateway.base_url, max_retries=0) as client:
+            return await client.generate(
+                model=MODEL, response_format=Triage, input="x", name="triage", function="f", call="c", user="u"
+            )
+
+    assert run(main).model_dump() == TRIAGE
+    body = gateway.requests[-1].json
+    assert (body["name"], body["function"], body["call"], body["user"]) == ("triage", "f", "c", "u")

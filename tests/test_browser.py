@@ -43,9 +43,13 @@ PHONE = {"width": 390, "height": 844}
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One Chromium for the whole session."""
+    """One Chromium for this file, the only one that drives it.
+
+    Module-scoped, not session-scoped: Playwright's sync API runs an event loop on the
+    main thread while it is alive, and later tests' `asyncio.run` would find it running.
+    """
     with playwright_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium

@@ -9,15 +9,19 @@ command) drive it themselves, against a RawServer that holds back ops until told
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
 import re
+import selectors
 import signal
 import socket
 import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,11 +33,10 @@ import requests
 
 from dottxt import AuthenticationError, DotTxt, __version__
 from dottxt.testing import FakeGateway, ops_from_document
-from tests.clitools import TIMEOUT, cli_command, read_line, run_cli
-from tests.conftest import TEST_KEY
+from tests.clitools import TIMEOUT, cli_command, read_line, read_until, run_cli
+from tests.conftest import MODEL, TEST_KEY, free_port
 from tests.rawserver import RawConnection, RawServer, ndjson
 
-MODEL = "dottxt/fake-model"
 OTHER_MODEL = "acme/tiny-model"
 SECRET = "sk-dottxt-VERY-SECRET-4242"
 PROMPT = "I was charged twice this month, please refund the duplicate."
@@ -54,11 +57,17 @@ BAD_SCHEMA = {"type": "object", "properties": {"age": {"type": "integr"}}}
 
 
 def cli_env(root: Path, *, key: str | None = TEST_KEY, base_url: str | None = None) -> dict[str, str]:
-    """The environment a user would have: no stray DOTTXT_* settings, HOME and config under `root`.
+    """The environment a user would have: no stray DOTTXT_* or proxy settings, HOME and config under `root`.
 
     PYTHONUNBUFFERED is dropped so that piped stdout is block-buffered, as for real users.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOTTXT_") and k != "PYTHONUNBUFFERED"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("DOTTXT_")
+        and k != "PYTHONUNBUFFERED"
+        and k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+    }
     (root / "home").mkdir(parents=True, exist_ok=True)
     env["HOME"] = str(root / "home")
     env["XDG_CONFIG_HOME"] = str(root / "config")
@@ -90,8 +99,8 @@ class Case:
     key: str | None = TEST_KEY  # DOTTXT_API_KEY; None leaves it unset
     server: Literal["gateway", "dead", "none"] = "gateway"
     gateway_key: str = TEST_KEY
-    prepare: Callable[[FakeGateway], Any] | None = None
-    env: dict[str, str] = field(default_factory=dict)
+    prepare: Callable[[Case], Any] | None = None  # called before the run (gateway up, root made)
+    env: dict[str, str | None] = field(default_factory=dict)  # on top of cli_env (None removes)
     command: list[str] | None = None  # a full argv instead of `python -m dottxt ARGS`
 
     gw: FakeGateway | None = None
@@ -101,16 +110,38 @@ class Case:
     stderr: str = ""
 
     @property
+    def gateway(self) -> FakeGateway:
+        assert self.gw is not None
+        return self.gw
+
+    @property
     def credentials(self) -> Path:
         return self.root / "config" / "dottxt" / "credentials.json"
+
+    @property
+    def home_credentials(self) -> Path:
+        """Where login stores the key when XDG_CONFIG_HOME is unset."""
+        return self.root / "home" / ".config" / "dottxt" / "credentials.json"
 
     def chat_requests(self) -> list[Any]:
         assert self.gw is not None
         return [r for r in self.gw.requests if r.path.endswith("/chat/completions")]
 
 
-def _enqueue_ticket(gw: FakeGateway) -> None:
-    gw.enqueue(TICKET)
+def _enqueue_ticket(case: Case) -> None:
+    case.gateway.enqueue(TICKET)
+
+
+def _echo_the_key_in_a_401(case: Case) -> None:
+    case.gateway.fail_next(401, body={"error": {"message": f"Incorrect API key provided: {SECRET}", "type": "auth"}})
+
+
+def _store_key(key: str) -> Callable[[Case], None]:
+    def store(case: Case) -> None:
+        case.credentials.parent.mkdir(parents=True)
+        case.credentials.write_text(json.dumps({"api_key": key}))
+
+    return store
 
 
 HEAVY_IMPORTS_CHECK = """
@@ -126,25 +157,27 @@ print(json.dumps(sorted(m for m in ("pydantic", "jsonschema", "requests") if m i
 """
 
 
-def make_cases(files: dict[str, str]) -> dict[str, Case]:
+def make_cases(files: dict[str, str], busy_port: int, dead_proxy: str) -> dict[str, Case]:
     """Every independent invocation, by name; `files` maps short names to the schema files' paths."""
     ticket, bad, not_json, a_dir, array = (files[k] for k in ("ticket", "bad", "not_json", "dir", "array"))
     gen = ["generate", "-m", MODEL, "-s", ticket]
 
-    def three_429s(gw: FakeGateway) -> None:
+    def three_429s(case: Case) -> None:
         for _ in range(3):  # the first try and both retries
-            gw.fail_next(429, headers={"Retry-After": "0"})
+            case.gateway.fail_next(429, headers={"Retry-After": "0"})
 
-    def cut_after_two(gw: FakeGateway) -> None:
-        gw.enqueue(TICKET)
-        gw.cut_next_after(2)
+    def cut_after_two(case: Case) -> None:
+        case.gateway.enqueue(TICKET)
+        case.gateway.cut_next_after(2)
 
-    def forbidden(gw: FakeGateway) -> None:
-        gw.fail_next(403)
+    def forbidden(case: Case) -> None:
+        case.gateway.fail_next(403)
 
-    def retry_then_ticket(gw: FakeGateway) -> None:
-        gw.fail_next(503, headers={"Retry-After": "0"})
-        gw.enqueue(TICKET)
+    def retry_then_ticket(case: Case) -> None:
+        case.gateway.fail_next(503, headers={"Retry-After": "0"})
+        case.gateway.enqueue(TICKET)
+
+    secret: dict[str, Any] = {"key": SECRET, "gateway_key": SECRET}
 
     return {
         # start-up
@@ -214,13 +247,40 @@ def make_cases(files: dict[str, str]) -> dict[str, Case]:
         ),
         "verbose-login": Case(["--verbose", "login"], key=SECRET, gateway_key=SECRET),
         "verbose-rejected": Case(["--verbose", "models"], key=SECRET),
+        # the key never shows, even when the server echoes it back
+        "echoed-key": Case(["models"], **secret, prepare=_echo_the_key_in_a_401),
+        "echoed-key-json-login": Case(["--json", "login"], **secret, prepare=_echo_the_key_in_a_401),
+        "echoed-key-verbose": Case(["--verbose", "models"], **secret, prepare=_echo_the_key_in_a_401),
+        # login and logout: ~/.config (from HOME) when XDG_CONFIG_HOME is unset; a stored key is used
+        "login-home": Case(["login"], key=None, gateway_key=SECRET, env={"XDG_CONFIG_HOME": None}, stdin=f"{SECRET}\n"),
+        "login-json": Case(["--json", "login"]),
+        "login-rejected-keeps-old": Case(["login"], key="sk-rejected-key", prepare=_store_key("the-key-stored-before")),
+        "stored-key-verbose": Case(["--verbose", "models"], key=None, prepare=_store_key(TEST_KEY)),
+        "logout-json-nothing-stored": Case(["--json", "logout"], server="none", key=None),
+        # stream: prompt from stdin, model from DOTTXT_MODEL; a missing model is a usage error
+        "stream-stdin": Case(
+            ["stream", "-s", ticket], stdin=f"{PROMPT}\n", env={"DOTTXT_MODEL": MODEL}, prepare=_enqueue_ticket
+        ),
+        "stream-no-model": Case(["stream", "-s", ticket, PROMPT]),
+        # offline commands keep working behind a proxy that cannot reach loopback
+        "demo-behind-proxy": Case(
+            ["demo", "--op-delay", "0.002"],
+            server="none",
+            key=None,
+            env={"HTTP_PROXY": dead_proxy, "http_proxy": dead_proxy},
+        ),
+        "fake-gateway-busy-port": Case(["fake-gateway", "--port", str(busy_port)], server="none", key=None),
     }
 
 
 def _run(case: Case) -> None:
     command = case.command or cli_command(*case.args)
     env = cli_env(case.root, key=case.key)
-    env.update(case.env)
+    for name, value in case.env.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     case.returncode, case.stdout, case.stderr = run_cli(command, env, case.stdin)
 
 
@@ -247,11 +307,15 @@ def schema_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory, schema_files: dict[str, str]) -> Iterator[dict[str, Case]]:
     """Run every case at once, each with its own gateway and config directory; keep gateways for inspection."""
-    cases = make_cases(schema_files)
     gateways: list[FakeGateway] = []
     # A bound socket that never listens: connecting to it is refused, and no one else can take the port.
     dead = socket.socket()
     dead.bind(("127.0.0.1", 0))
+    busy = socket.socket()  # listening: a second server cannot bind its port
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    dead_url = f"http://127.0.0.1:{dead.getsockname()[1]}"
+    cases = make_cases(schema_files, busy.getsockname()[1], dead_url)
     try:
         for name, case in cases.items():
             case.root = tmp_path_factory.mktemp(name)
@@ -259,15 +323,16 @@ def runs(tmp_path_factory: pytest.TempPathFactory, schema_files: dict[str, str])
                 case.gw = FakeGateway(api_key=case.gateway_key, models=(MODEL, OTHER_MODEL))
                 gateways.append(case.gw)
                 case.env.setdefault("DOTTXT_BASE_URL", case.gw.base_url)
-                if case.prepare is not None:
-                    case.prepare(case.gw)
             elif case.server == "dead":
-                case.env["DOTTXT_BASE_URL"] = f"http://127.0.0.1:{dead.getsockname()[1]}/v1"
+                case.env["DOTTXT_BASE_URL"] = f"{dead_url}/v1"
+            if case.prepare is not None:
+                case.prepare(case)
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(_run, cases.values()))
         yield cases
     finally:
         dead.close()
+        busy.close()
         for gw in gateways:
             gw.close()
 
@@ -363,10 +428,18 @@ def test_missing_model_is_a_usage_error(runs: dict[str, Case]) -> None:
 # --------------------------------------------------------------------------- models
 
 
-def test_models_lists_ids_and_marks_the_default(runs: dict[str, Case]) -> None:
-    case = runs["models"]
-    assert_ok(case)
-    assert case.stdout == f"{MODEL} * (default)\n{OTHER_MODEL}\n"
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("models", f"{MODEL} * (default)\n{OTHER_MODEL}\n"),  # DOTTXT_MODEL is marked
+        ("models-author", f"{OTHER_MODEL}\n"),  # --author filters by the part before the slash
+    ],
+)
+def test_models_lists_ids_marks_the_default_and_filters_by_author(
+    runs: dict[str, Case], name: str, expected: str
+) -> None:
+    assert_ok(runs[name])
+    assert runs[name].stdout == expected
 
 
 def test_models_json_gives_the_records_the_server_sent(runs: dict[str, Case]) -> None:
@@ -378,12 +451,6 @@ def test_models_json_gives_the_records_the_server_sent(runs: dict[str, Case]) ->
     ).json()["data"]
     assert json.loads(case.stdout) == sent
     assert case.stdout.count("\n") == 1
-
-
-def test_models_author_filters_by_the_part_before_the_slash(runs: dict[str, Case]) -> None:
-    case = runs["models-author"]
-    assert_ok(case)
-    assert case.stdout == f"{OTHER_MODEL}\n"
 
 
 # --------------------------------------------------------------------------- generate
@@ -695,17 +762,21 @@ def test_demo_json_gives_one_record_per_field_then_a_summary(runs: dict[str, Cas
     assert summary["lead_ms"] == fields[2]["ms"] - fields[0]["ms"]
 
 
-def test_fake_gateway_serves_until_ctrl_c(tmp_path: Path) -> None:
-    process = popen_cli(
-        ["fake-gateway", "--api-key", SECRET],
-        env=cli_env(tmp_path, key=None),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+@contextlib.contextmanager
+def serving(args: list[str], env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """Start `dottxt ARGS` (a server); yield it and the first line it prints. Killed if it outlives the block."""
+    process = popen_cli(args, env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert process.stdout is not None
-        first = read_line(process.stdout).decode()
+        yield process, read_line(process.stdout).decode()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def test_fake_gateway_serves_until_ctrl_c(tmp_path: Path) -> None:
+    with serving(["fake-gateway", "--api-key", SECRET], cli_env(tmp_path, key=None)) as (process, first):
         match = re.search(r"(http://127\.0\.0\.1:\d+/v1)", first)
         assert match is not None, first
         base_url = match.group(1)
@@ -714,7 +785,6 @@ def test_fake_gateway_serves_until_ctrl_c(tmp_path: Path) -> None:
         with DotTxt(api_key="wrong", base_url=base_url, max_retries=0) as client:
             with pytest.raises(AuthenticationError):
                 client.models.list()
-    finally:
         process.send_signal(signal.SIGINT)
         rest, stderr = process.communicate(timeout=TIMEOUT)
     output = first + rest.decode()
@@ -722,3 +792,193 @@ def test_fake_gateway_serves_until_ctrl_c(tmp_path: Path) -> None:
     assert f"export DOTTXT_BASE_URL={base_url}" in output
     assert SECRET not in output
     assert b"Traceback" not in stderr
+
+
+# --------------------------------------------------------------------------- the key, login and logout, stream, offline
+
+
+def test_a_key_the_server_echoes_back_is_not_printed(runs: dict[str, Case]) -> None:
+    line = assert_error(runs["echoed-key"], "rejected", "401")
+    assert SECRET not in line
+
+
+def test_a_key_the_server_echoes_back_is_not_in_the_json_error(runs: dict[str, Case]) -> None:
+    run = runs["echoed-key-json-login"]
+    assert (run.returncode, run.stdout) == (1, "")
+    message = json.loads(run.stderr)["error"]["message"]
+    assert "rejected" in message and "nothing was stored" in message
+    assert SECRET not in run.stderr
+    assert not run.credentials.exists()
+
+
+def test_verbose_does_not_show_a_key_the_server_echoes_back(runs: dict[str, Case]) -> None:
+    run = runs["echoed-key-verbose"]
+    assert run.returncode == 1
+    assert "rejected" in run.stderr
+    assert SECRET not in run.stdout + run.stderr
+
+
+def test_login_without_xdg_config_home_stores_under_home_dot_config(runs: dict[str, Case]) -> None:
+    run = runs["login-home"]
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.home_credentials.read_text()) == {"api_key": SECRET}
+    assert stat.S_IMODE(run.home_credentials.stat().st_mode) == 0o600
+    assert str(run.home_credentials) in run.stdout
+    assert SECRET not in run.stdout + run.stderr
+
+
+def test_the_key_stored_by_login_is_used_by_the_sdk(runs: dict[str, Case], monkeypatch: pytest.MonkeyPatch) -> None:
+    run = runs["login-home"]
+    assert run.home_credentials.exists(), run.stderr
+    for name in ("DOTTXT_API_KEY", "DOTTXT_BASE_URL", "XDG_CONFIG_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(run.root / "home"))
+    strict = FakeGateway(api_key=SECRET)  # accepts only the stored key
+    with strict, DotTxt(base_url=strict.base_url, max_retries=0) as client:
+        assert [model.id for model in client.models.list()] == [MODEL]
+    assert strict.requests[-1].headers["Authorization"] == f"Bearer {SECRET}"
+
+
+def test_login_json_reports_where_the_key_went(runs: dict[str, Case]) -> None:
+    run = runs["login-json"]
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == {"status": "ok", "credentials_file": str(run.credentials), "models": 2}
+    assert run.stderr == ""
+
+
+def test_a_rejected_key_leaves_the_stored_one_alone(runs: dict[str, Case]) -> None:
+    run = runs["login-rejected-keeps-old"]
+    assert_error(run, "rejected", "nothing was stored")
+    assert json.loads(run.credentials.read_text()) == {"api_key": "the-key-stored-before"}
+
+
+def test_commands_use_the_stored_key_and_verbose_says_where_it_came_from(runs: dict[str, Case]) -> None:
+    run = runs["stored-key-verbose"]
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == f"{MODEL}\n{OTHER_MODEL}\n"
+    assert str(run.credentials) in run.stderr
+    assert TEST_KEY not in run.stdout + run.stderr
+
+
+def test_logout_with_nothing_stored_succeeds(runs: dict[str, Case]) -> None:
+    run = runs["logout-json-nothing-stored"]
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == {"status": "ok", "deleted": False, "credentials_file": str(run.credentials)}
+
+
+def test_login_asks_with_a_hidden_prompt_when_stdin_is_a_terminal(tmp_path: Path, gateway: FakeGateway) -> None:
+    env = cli_env(tmp_path, key=None, base_url=gateway.base_url)
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            cli_command("login"),
+            stdin=terminal,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            start_new_session=True,  # no controlling terminal: the prompt uses stdin, the pty
+        )
+    finally:
+        os.close(terminal)
+    try:
+        assert process.stderr is not None
+        prompt = read_until(process.stderr, b": ")  # once the prompt is out, echo is off
+        os.write(controller, TEST_KEY.encode() + b"\n")
+        stdout, stderr = process.communicate(timeout=TIMEOUT)
+        with selectors.DefaultSelector() as selector:
+            selector.register(controller, selectors.EVENT_READ)
+            try:
+                echoed = os.read(controller, 4096) if selector.select(0) else b""
+            except OSError:  # EIO: the terminal side is closed and nothing is left to read
+                echoed = b""
+    finally:
+        os.close(controller)
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+    assert b"key" in prompt.lower()
+    assert TEST_KEY.encode() not in echoed + stdout + stderr + prompt
+    credentials = tmp_path / "config" / "dottxt" / "credentials.json"
+    assert json.loads(credentials.read_text()) == {"api_key": TEST_KEY}
+
+
+def test_stream_reads_the_prompt_from_stdin_and_the_model_from_env(runs: dict[str, Case]) -> None:
+    run = runs["stream-stdin"]
+    assert run.returncode == 0, run.stderr
+    assert [json.loads(line) for line in run.stdout.splitlines()] == ops_from_document(TICKET)
+    (chat,) = run.chat_requests()
+    assert chat.json["model"] == MODEL
+    assert chat.json["messages"] == [{"role": "user", "content": PROMPT}]
+
+
+def test_stream_without_a_model_is_a_usage_error(runs: dict[str, Case]) -> None:
+    run = runs["stream-no-model"]
+    assert (run.returncode, run.stdout) == (2, "")
+    assert "-m/--model" in run.stderr
+    assert run.chat_requests() == []
+
+
+def test_demo_needs_no_network_even_with_a_proxy_configured(runs: dict[str, Case]) -> None:
+    run = runs["demo-behind-proxy"]
+    assert run.returncode == 0, run.stderr
+    fields = re.findall(r"^\s+(intent|urgency|reply)\s+.+?\s+\d+ ms$", run.stdout, re.MULTILINE)
+    assert fields == ["intent", "urgency", "reply"]
+
+
+def test_fake_gateway_on_a_busy_port_is_an_error(runs: dict[str, Case]) -> None:
+    assert_error(runs["fake-gateway-busy-port"], "in use")
+
+
+def _start_ignoring_sigint(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start the CLI the way a script's background job (`cmd &`) starts: SIGINT inherited as ignored."""
+    # SIG_IGN (unlike a handler) survives exec, just as it does for a shell's `&` job.
+    launcher = "import os, signal as s, sys; s.signal(s.SIGINT, s.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])"
+    return subprocess.Popen(
+        [sys.executable, "-c", launcher, *cli_command(*args)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_fake_gateway_stops_on_sigint_even_as_a_background_job(tmp_path: Path) -> None:
+    process = _start_ignoring_sigint(["--json", "fake-gateway"], cli_env(tmp_path, key=None))
+    try:
+        assert process.stdout is not None
+        info = json.loads(read_line(process.stdout))
+        with DotTxt(api_key="anything", base_url=info["base_url"], max_retries=0) as client:
+            assert [model.id for model in client.models.list()] == [MODEL]
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130
+    assert b"Traceback" not in stderr
+
+
+def test_fake_gateway_serves_on_the_host_and_port_given_with_the_op_delay_given(tmp_path: Path) -> None:
+    port, delay = free_port(), 0.05
+    args = ["fake-gateway", "--host", "127.0.0.1", "--port", str(port), "--op-delay", str(delay)]
+    with serving(args, cli_env(tmp_path, key=None)) as (process, first):
+        base_url = f"http://127.0.0.1:{port}/v1"
+        assert base_url in first
+        fields = ("a", "b", "c", "d")
+        schema = {
+            "type": "object",
+            "properties": {name: {"type": "integer"} for name in fields},
+            "required": list(fields),
+            "additionalProperties": False,
+        }
+        with DotTxt(api_key="anything", base_url=base_url, max_retries=0) as client:
+            start = time.monotonic()
+            with client.stream(model=MODEL, response_format=schema, input="x") as stream:
+                arrivals = [(event.field, time.monotonic() - start) for event in stream]
+        assert [name for name, _ in arrivals] == ["", *fields]
+        assert arrivals[-1][1] >= 0.8 * len(arrivals) * delay  # every op waited its turn
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=10)
+    assert process.returncode == 130

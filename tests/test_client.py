@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import json
 import logging
-from typing import Literal
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Literal
 
 import pydantic
 import pytest
 import requests
 import responses
-from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
 from dottxt import (
     APIConnectionError,
+    APIError,
     APIStatusError,
+    APITimeoutError,
     AuthenticationError,
     BadRequestError,
     DotTxt,
@@ -25,26 +29,35 @@ from dottxt import (
     InvalidOutputError,
     InvalidSchemaError,
     NotFoundError,
+    PatchStreamError,
     PermissionDeniedError,
     RateLimitError,
     UnprocessableEntityError,
     __version__,
+    build_response_format,
 )
-from dottxt._credentials import save_api_key
+from dottxt.testing import FakeGateway
+from tests.conftest import MODEL, TEST_KEY
+from tests.models import Color, Movie, Point
+from tests.rawserver import RawConnection, RawServer
 
 BASE = "http://api.test/v1"
 KEY = "sk-secret-key-123"
 
 
-@pytest.fixture(autouse=True)
-def isolated_env(monkeypatch, tmp_path):
-    for name in ("DOTTXT_API_KEY", "DOTTXT_BASE_URL", "DOTTXT_PATCH_SOURCE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+pytestmark = pytest.mark.usefixtures("isolated_env")
+
+
+def save_api_key(key: str) -> None:
+    """Store `key` where `dottxt login` does (the isolated XDG_CONFIG_HOME)."""
+    path = Path(os.environ["XDG_CONFIG_HOME"]) / "dottxt" / "credentials.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"api_key": key}))
 
 
 @pytest.fixture
-def client():
+def mocked() -> Iterator[DotTxt]:
+    """A client of BASE, where `responses` answers."""
     with DotTxt(api_key=KEY, base_url=BASE, max_retries=0) as c:
         yield c
 
@@ -63,12 +76,23 @@ def completion(content: str | None, finish_reason: str = "stop") -> dict:
 # --------------------------------------------------------------------------- configuration
 
 
-def test_key_from_argument_then_environment_then_credentials_file(monkeypatch):
+def test_the_key_comes_from_the_argument_then_the_environment_then_the_credentials_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def sent_key(**kwargs: Any) -> str:
+        """The key the client sends, as the gateway saw it."""
+        with FakeGateway() as gateway, DotTxt(base_url=gateway.base_url, **kwargs) as client:
+            client.models.list()
+            return gateway.requests[-1].headers["Authorization"]
+
     save_api_key("from-file")
-    assert DotTxt()._transport.headers["Authorization"] == "Bearer from-file"
+    assert sent_key() == "Bearer from-file"
     monkeypatch.setenv("DOTTXT_API_KEY", "from-env")
-    assert DotTxt()._transport.headers["Authorization"] == "Bearer from-env"
-    assert DotTxt(api_key="from-arg")._transport.headers["Authorization"] == "Bearer from-arg"
+    assert sent_key() == "Bearer from-env"
+    assert DotTxt().api_key == "from-env"
+    assert sent_key(api_key="from-arg") == "Bearer from-arg"
+    assert DotTxt(api_key="from-arg").api_key == "from-arg"
+    assert "from-arg" not in repr(DotTxt(api_key="from-arg"))
 
 
 def test_missing_key_names_all_three_sources():
@@ -101,22 +125,49 @@ def test_wrong_argument_types(kwargs):
         DotTxt(**kwargs)
 
 
-@responses.activate
-def test_the_key_never_leaks(client, caplog):
+def test_defaults() -> None:
+    client = DotTxt(api_key="k")
+    assert (client.base_url, client.timeout, client.max_retries) == ("https://api.dottxt.ai/v1", 60.0, 2)
+
+
+def test_a_key_read_with_its_newline_works_and_is_never_echoed(
+    gateway: FakeGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A key pasted from a file keeps its "\\n"; requests would put the whole header in its error."""
     caplog.set_level(logging.DEBUG)
-    responses.get(f"{BASE}/models", status=401, json={"error": {"message": "bad key"}})
-    assert KEY not in repr(client)
-    with pytest.raises(AuthenticationError) as info:
-        client.models.list()
-    assert KEY not in str(info.value) and KEY not in repr(info.value)
-    assert KEY not in caplog.text
+    with DotTxt(api_key=f"{TEST_KEY}\n", base_url=gateway.base_url, max_retries=0) as client:
+        assert [m.id for m in client.models.list()] == [MODEL]
+    assert gateway.requests[-1].headers["Authorization"] == f"Bearer {TEST_KEY}"
+    secret = "sk-embedded-SECRET"
+    with pytest.raises(ValueError) as info:
+        DotTxt(api_key=f"{secret}\nX-Injected: 1", base_url=gateway.base_url)
+    assert "SECRET" not in str(info.value)
+    assert "SECRET" not in caplog.text
+
+
+def test_the_key_never_appears_in_errors_or_logs(gateway: FakeGateway, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret = "sk-wrong-SECRET-0123456789"
+    seen: list[BaseException] = []
+    with DotTxt(api_key=secret, base_url=gateway.base_url, max_retries=1) as client:
+        gateway.fail_next(503, headers={"Retry-After": "0"})  # logged as a retry
+        with pytest.raises(AuthenticationError) as status:
+            client.models.list()
+        seen.append(status.value)
+        with pytest.raises(PatchStreamError) as streamed:
+            list(client.stream(model=MODEL, response_format=Point, input="x"))
+        seen.append(streamed.value)
+        assert "SECRET" not in repr(client)
+    assert "retrying" in caplog.text
+    assert all("SECRET" not in text for e in seen for text in (str(e), repr(e), getattr(e, "body", "")))
+    assert "SECRET" not in caplog.text
 
 
 # --------------------------------------------------------------------------- requests
 
 
 @responses.activate
-def test_models_list(client):
+def test_models_list(mocked):
     responses.get(
         f"{BASE}/models",
         json={
@@ -124,7 +175,7 @@ def test_models_list(client):
             "data": [{"id": "a/one", "object": "model", "context": 8192}, {"id": "b/two"}],
         },
     )
-    page = client.models.list()
+    page = mocked.models.list()
     assert [m.id for m in page.data] == ["a/one", "b/two"]
     assert [m.id for m in page] == ["a/one", "b/two"]
     assert page.data[0].context == 8192  # fields we do not declare are kept
@@ -134,9 +185,9 @@ def test_models_list(client):
 
 
 @responses.activate
-def test_chat_completions_passed_through_unchanged(client):
+def test_chat_completions_passed_through_unchanged(mocked):
     responses.post(f"{BASE}/chat/completions", json=completion('{"a": 1}'))
-    out = client.chat.completions.create(
+    out = mocked.chat.completions.create(
         model="m", messages=[{"role": "user", "content": "x"}], response_format={"type": "json_object"}
     )
     assert out.choices[0].message.content == '{"a": 1}'
@@ -149,7 +200,7 @@ def test_chat_completions_passed_through_unchanged(client):
 
 
 @responses.activate
-def test_chat_completions_stream_yields_chunks(client):
+def test_chat_completions_stream_yields_chunks(mocked):
     chunks = [
         {"id": "c", "choices": [{"index": 0, "delta": {"role": "assistant"}}]},
         {"id": "c", "choices": [{"index": 0, "delta": {"content": '{"a"'}}]},
@@ -157,16 +208,16 @@ def test_chat_completions_stream_yields_chunks(client):
     ]
     body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + ": keep-alive\n\ndata: [DONE]\n\n"
     responses.post(f"{BASE}/chat/completions", body=body, content_type="text/event-stream")
-    with client.chat.completions.create(model="m", messages=[], stream=True) as stream:
+    with mocked.chat.completions.create(model="m", messages=[], stream=True) as stream:
         got = list(stream)
     assert "".join(c.choices[0].delta.content or "" for c in got) == '{"a": 1}'
     assert got[-1].choices[0].finish_reason == "stop"
 
 
 @responses.activate
-def test_generate_request_shape(client):
+def test_generate_request_shape(mocked):
     responses.post(f"{BASE}/chat/completions", json=completion('{"x": 1}'))
-    client.generate(
+    mocked.generate(
         model="m",
         response_format={"type": "object"},
         input=[{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
@@ -191,9 +242,9 @@ def test_generate_request_shape(client):
 
 
 @pytest.mark.parametrize("bad_input", [42, None, [1, 2], {"role": "user"}])
-def test_generate_rejects_bad_input_types(client, bad_input):
+def test_generate_rejects_bad_input_types(mocked, bad_input):
     with pytest.raises(TypeError):
-        client.generate(model="m", response_format={"type": "object"}, input=bad_input)
+        mocked.generate(model="m", response_format={"type": "object"}, input=bad_input)
 
 
 # --------------------------------------------------------------------------- errors
@@ -214,11 +265,11 @@ def test_generate_rejects_bad_input_types(client, bad_input):
         (418, APIStatusError),
     ],
 )
-def test_status_errors(client, status, cls):
+def test_status_errors(mocked, status, cls):
     body = {"error": {"message": f"nope {status}", "type": "x"}}
     responses.get(f"{BASE}/models", status=status, json=body, headers={"x-request-id": "req-42"})
     with pytest.raises(cls) as info:
-        client.models.list()
+        mocked.models.list()
     error = info.value
     assert isinstance(error, DotTxtError)
     assert (error.status_code, error.message, error.request_id) == (status, f"nope {status}", "req-42")
@@ -226,10 +277,10 @@ def test_status_errors(client, status, cls):
 
 
 @responses.activate
-def test_status_error_without_json_body(client):
+def test_status_error_without_json_body(mocked):
     responses.get(f"{BASE}/models", status=502, body="<html>bad gateway</html>")
     with pytest.raises(InternalServerError) as info:
-        client.models.list()
+        mocked.models.list()
     assert info.value.body == "<html>bad gateway</html>"
     assert info.value.message
 
@@ -254,22 +305,6 @@ class Ticket(pydantic.BaseModel):
     reply: str
 
 
-@dataclasses.dataclass
-class Point:
-    x: int
-    y: int
-
-
-class Movie(TypedDict):
-    title: str
-    year: int
-
-
-class Color(enum.Enum):
-    RED = "red"
-    GREEN = "green"
-
-
 @responses.activate
 @pytest.mark.parametrize(
     ("response_format", "content", "expected"),
@@ -286,20 +321,20 @@ class Color(enum.Enum):
         ('{"type": "array", "items": {"type": "string"}}', '["a"]', ["a"]),
     ],
 )
-def test_generate_returns_the_typed_value(client, response_format, content, expected):
+def test_generate_returns_the_typed_value(mocked, response_format, content, expected):
     responses.post(f"{BASE}/chat/completions", json=completion(content))
-    result = client.generate(model="m", response_format=response_format, input="x")
+    result = mocked.generate(model="m", response_format=response_format, input="x")
     assert result == expected
     assert type(result) is type(expected)
 
 
 @responses.activate
-def test_generate_with_genson_builder(client):
+def test_generate_with_genson_builder(mocked):
     genson = pytest.importorskip("genson")
     builder = genson.SchemaBuilder()
     builder.add_object({"name": "x", "tags": ["a"]})
     responses.post(f"{BASE}/chat/completions", json=completion('{"name": "n", "tags": []}'))
-    assert client.generate(model="m", response_format=builder, input="x") == {"name": "n", "tags": []}
+    assert mocked.generate(model="m", response_format=builder, input="x") == {"name": "n", "tags": []}
     sent = json.loads(responses.calls[0].request.body)["response_format"]["json_schema"]["schema"]
     assert sent["properties"]["tags"]["type"] == "array"
 
@@ -314,10 +349,10 @@ def test_generate_with_genson_builder(client):
         (None, "stop", "no message content"),
     ],
 )
-def test_generate_invalid_output(client, content, finish_reason, fragment):
+def test_generate_invalid_output(mocked, content, finish_reason, fragment):
     responses.post(f"{BASE}/chat/completions", json=completion(content, finish_reason))
     with pytest.raises(InvalidOutputError) as info:
-        client.generate(model="fake/m", response_format=Ticket, input="x")
+        mocked.generate(model="fake/m", response_format=Ticket, input="x")
     error = info.value
     assert fragment in str(error)
     assert (error.model, error.raw_output, error.finish_reason) == ("fake/m", content, finish_reason)
@@ -326,10 +361,10 @@ def test_generate_invalid_output(client, content, finish_reason, fragment):
 
 
 @responses.activate
-def test_generate_invalid_output_against_json_schema(client):
+def test_generate_invalid_output_against_json_schema(mocked):
     responses.post(f"{BASE}/chat/completions", json=completion('{"n": "five"}'))
     with pytest.raises(InvalidOutputError) as info:
-        client.generate(
+        mocked.generate(
             model="m", response_format={"type": "object", "properties": {"n": {"type": "integer"}}}, input="x"
         )
     assert "n" in str(info.value) and "integer" in str(info.value)
@@ -349,38 +384,41 @@ def test_generate_invalid_output_against_json_schema(client):
         (None, "required"),
     ],
 )
-def test_invalid_schemas_are_refused_before_sending(client, bad, fragment):
+def test_invalid_schemas_are_refused_before_sending(mocked, bad, fragment):
     with pytest.raises(InvalidSchemaError) as info:
-        client.generate(model="m", response_format=bad, input="x")
+        mocked.generate(model="m", response_format=bad, input="x")
     assert fragment in str(info.value)
 
 
-def test_requests_session_can_be_supplied():
+@responses.activate
+def test_requests_session_can_be_supplied() -> None:
+    responses.get(f"{BASE}/models", json={"object": "list", "data": [{"id": "m"}]})
     session = requests.Session()
+    answered: list[requests.Response] = []
+    session.hooks["response"].append(lambda response, **_: answered.append(response))
     with DotTxt(api_key="k", base_url=BASE, session=session) as c:
-        assert c._transport.session is session
+        assert [m.id for m in c.models.list()] == ["m"]
+    assert [r.url for r in answered] == [f"{BASE}/models"]  # the request went through that session
 
 
 @responses.activate
-def test_an_answer_of_the_wrong_shape_is_an_api_error_not_a_validation_error(client):
+def test_an_answer_of_the_wrong_shape_is_an_api_error_not_a_validation_error(mocked):
     responses.get(f"{BASE}/models", json={"object": "list", "data": [{"id": ["not", "a", "string"]}]})
     with pytest.raises(APIStatusError) as info:
-        client.models.list()
+        mocked.models.list()
     assert "ModelPage" in str(info.value)
     responses.post(f"{BASE}/chat/completions", json={"choices": "nope"})
-    passed_through = client.chat.completions.create(model="m", messages=[])  # a 2xx is not a status error
+    passed_through = mocked.chat.completions.create(model="m", messages=[])  # a 2xx is not a status error
     assert passed_through.model_dump() == {"choices": "nope"}
 
 
 @responses.activate
-def test_fractional_timestamps_pass_through(client):
+def test_fractional_timestamps_pass_through(mocked):
     responses.get(f"{BASE}/models", json={"object": "list", "data": [{"id": "m", "created": 1.5}]})
-    assert client.models.list().data[0].created == 1.5
+    assert mocked.models.list().data[0].created == 1.5
 
 
 def test_breaking_out_of_a_chunk_stream_and_dropping_it_closes_the_connection():
-    from tests.rawserver import RawConnection, RawServer
-
     disconnected: list[bool] = []
 
     def handler(conn: RawConnection) -> None:
@@ -393,4 +431,74 @@ def test_breaking_out_of_a_chunk_stream_and_dropping_it_closes_the_connection():
             assert chunk.choices[0].delta.content == "{"
             break
         assert server.handled.wait(5)  # dropped: closed at once, not when the client closes
+    assert disconnected == [True]
+
+
+def test_chat_completion_stream_cut_short_is_an_api_connection_error(gateway: FakeGateway, client: DotTxt) -> None:
+    gateway.cut_next_after(3)
+    chunks: list[Any] = []
+    stream = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "x"}],
+        response_format=build_response_format(Point),
+        stream=True,
+    )
+    with pytest.raises(APIConnectionError) as info:
+        for chunk in stream:
+            chunks.append(chunk)
+    assert not isinstance(info.value, APITimeoutError)
+    assert len(chunks) == 3  # what arrived was handed over first
+
+
+def test_chat_completion_stream_silence_is_an_api_timeout_error(gateway: FakeGateway) -> None:
+    gateway.stall_next_after(2)
+    with DotTxt(api_key=TEST_KEY, base_url=gateway.base_url, max_retries=0, timeout=(5, 0.3)) as client:
+        stream = client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "x"}],
+            response_format=build_response_format(Point),
+            stream=True,
+        )
+        with pytest.raises(APITimeoutError):
+            list(stream)
+
+
+def sse_body(*events: str) -> Callable[[RawConnection], None]:
+    def handler(conn: RawConnection) -> None:
+        conn.head(headers={"Content-Type": "text/event-stream"})
+        for data in events:
+            conn.chunk(f"data: {data}\n\n".encode())
+        conn.end()
+
+    return handler
+
+
+def test_chat_completion_stream_event_that_is_not_json_is_an_api_error(raw: Callable[..., DotTxt]) -> None:
+    good = json.dumps({"id": "c", "choices": [{"index": 0, "delta": {"content": "{"}}]})
+    client = raw(sse_body(good, "<html>proxy error</html>"))
+    stream = client.chat.completions.create(model="m", messages=[], stream=True)
+    assert next(stream).choices[0].delta.content == "{"
+    with pytest.raises(APIError, match="not JSON"):
+        next(stream)
+
+
+def test_chat_completion_stream_closed_from_another_thread_ends_quietly() -> None:
+    role = json.dumps({"id": "c", "choices": [{"index": 0, "delta": {"role": "assistant"}}]})
+    disconnected: list[bool] = []
+
+    def handler(conn: RawConnection) -> None:
+        conn.head(headers={"Content-Type": "text/event-stream"})
+        conn.chunk(f"data: {role}\n\n".encode())
+        disconnected.append(conn.wait_for_disconnect(10))
+
+    with RawServer(handler) as server, DotTxt(api_key="k", base_url=server.base_url, timeout=(5, 30)) as client:
+        stream = client.chat.completions.create(model="m", messages=[], stream=True)
+        next(stream)
+        closer = threading.Timer(0.2, stream.close)  # while the loop below is blocked reading
+        closer.start()
+        started = time.monotonic()
+        assert list(stream) == []
+        closer.join()
+        assert time.monotonic() - started < 5
+        assert server.handled.wait(5)
     assert disconnected == [True]

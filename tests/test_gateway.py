@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
+import pydantic
 import pytest
 import requests
 from jsonschema import Draft202012Validator
 
-from dottxt._patch import apply_add
+from dottxt import DotTxt, apply_add
 from dottxt.testing import FakeGateway, RecordedRequest, ops_from_document
+from tests.conftest import MODEL, TEST_KEY, free_port
 
-KEY = "test-key"  # what the `gateway` fixture expects
-MODEL = "dottxt/fake-model"
+KEY = TEST_KEY  # what the `gateway` fixture expects
 AUTH = {"Authorization": f"Bearer {KEY}"}
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -637,3 +639,101 @@ def test_a_queued_string_is_a_json_string_document_in_every_shape():
             stream=True,
         )
         assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == '"a plain string answer"'
+
+
+# --------------------------------------------------------------------------- the documented surface, through DotTxt
+
+
+def test_fake_gateway_takes_exactly_the_documented_keywords() -> None:
+    parameters = inspect.signature(FakeGateway).parameters
+    documented = {
+        "api_key": None,
+        "models": ("dottxt/fake-model",),
+        "seed": 0,
+        "op_delay": 0.0,
+        "host": "127.0.0.1",
+        "port": 0,
+    }
+    for name, default in documented.items():
+        assert parameters[name].kind is inspect.Parameter.KEYWORD_ONLY, name
+        assert parameters[name].default == default, name
+    with pytest.raises(TypeError):
+        FakeGateway("sk-positional")  # type: ignore[call-arg]
+
+
+def test_fake_gateway_listens_on_the_port_it_is_given() -> None:
+    port = free_port()
+    with FakeGateway(
+        api_key=None, models=("acme/one", "acme/two"), seed=3, op_delay=0.0, host="127.0.0.1", port=port
+    ) as gw:
+        assert gw.base_url == f"http://127.0.0.1:{port}/v1"
+        with DotTxt(api_key="anything", base_url=gw.base_url, max_retries=0) as client:
+            assert [model.id for model in client.models.list()] == ["acme/one", "acme/two"]
+
+
+class Ticket(pydantic.BaseModel):
+    intent: Literal["billing", "technical"]
+    reply: str
+
+
+def test_enqueue_takes_a_pydantic_instance_and_copies_what_it_is_given(gateway: FakeGateway) -> None:
+    document = {"intent": "technical", "reply": "Restart the router."}
+    with DotTxt(api_key=KEY, base_url=gateway.base_url, max_retries=0) as client:
+        gateway.enqueue(Ticket(intent="billing", reply="Refunded."))
+        gateway.enqueue(document)
+        document["intent"] = "billing"  # changed after queuing: the queued reply stays as it was
+        first = client.generate(model=MODEL, response_format=Ticket, input="x")
+        second = client.stream(model=MODEL, response_format=Ticket, input="x").result()
+    assert first == Ticket(intent="billing", reply="Refunded.")
+    assert second == Ticket(intent="technical", reply="Restart the router.")
+    with pytest.raises(TypeError):
+        gateway.enqueue({"when": object()})
+
+
+COMPOSITE_SCHEMA: dict[str, Any] = {
+    "$defs": {
+        "Step": {
+            "type": "object",
+            "properties": {
+                "title": {"type": "string", "minLength": 3, "maxLength": 12},
+                "minutes": {"type": "integer", "minimum": 1, "maximum": 90},
+            },
+            "required": ["title", "minutes"],
+        }
+    },
+    "type": "object",
+    "properties": {
+        "kind": {"const": "plan"},
+        "priority": {"enum": ["low", "high"]},
+        "score": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+        "steps": {"type": "array", "items": {"$ref": "#/$defs/Step"}, "minItems": 2, "maxItems": 4},
+        "owner": {"anyOf": [{"type": "null"}, {"type": "string", "maxLength": 8}]},
+        "contact": {
+            "oneOf": [
+                {"type": "object", "properties": {"email": {"type": "string"}}, "required": ["email"]},
+                {"type": "integer", "minimum": 100, "maximum": 999},
+            ]
+        },
+    },
+    "required": ["kind", "priority", "score", "steps", "owner", "contact"],
+}
+
+
+def _generated(seed: int) -> tuple[Any, Any]:
+    """What `generate` and a patch stream get for COMPOSITE_SCHEMA from a fresh gateway with `seed`."""
+    with FakeGateway(seed=seed) as gw, DotTxt(api_key="anything", base_url=gw.base_url, max_retries=0) as client:
+        plain = client.generate(model=MODEL, response_format=COMPOSITE_SCHEMA, input="plan my day")
+        streamed = client.stream(model=MODEL, response_format=COMPOSITE_SCHEMA, input="plan my day").result()
+    return plain, streamed
+
+
+def test_generated_documents_are_valid_and_the_same_for_the_same_seed() -> None:
+    validator = Draft202012Validator(COMPOSITE_SCHEMA)
+    seen = []
+    for seed in (0, 1, 0):
+        plain, streamed = _generated(seed)
+        validator.validate(plain)
+        assert streamed == plain  # the same request gets the same document, in every shape
+        seen.append(plain)
+    assert seen[0] == seen[2]
+    assert seen[0] != seen[1]

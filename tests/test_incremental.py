@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dottxt import DotTxtError, StreamDecodeError
 from dottxt import _incremental as incremental
-from dottxt._errors import DotTxtError, StreamDecodeError
 from dottxt._incremental import IncrementalJSONParser
 from dottxt._patch import apply_op, ops_from_document
 

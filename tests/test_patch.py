@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dottxt._errors import DotTxtError, PatchError
+from dottxt import DotTxtError, PatchError
 from dottxt._patch import (
     apply_add,
     apply_op,

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
-from typing import Literal
+import threading
+from collections.abc import Callable
+from typing import Any, Literal
 
 import pydantic
 import pytest
 
 from dottxt import APIConnectionError, DotTxt, InvalidOutputError, PatchStreamError, StreamDecodeError
 from dottxt.testing import FakeGateway, ops_from_document
+from tests.conftest import MODEL, TEST_KEY
+from tests.models import Plan as TriagePlan
 from tests.rawserver import RawConnection, RawServer
-
-MODEL = "dottxt/fake-model"
 
 
 class Plan(pydantic.BaseModel):
@@ -32,13 +34,13 @@ DOCUMENT = {
 
 @pytest.fixture
 def gateway():
-    with FakeGateway(api_key="k", seed=3) as gw:
+    with FakeGateway(api_key=TEST_KEY, seed=3) as gw:
         yield gw
 
 
 def events_of(gateway: FakeGateway, source: str, document=DOCUMENT, **kwargs):  # type: ignore[no-untyped-def]
     gateway.enqueue(document)
-    with DotTxt(api_key="k", base_url=gateway.base_url, patch_source=source, max_retries=0) as client:
+    with DotTxt(api_key=TEST_KEY, base_url=gateway.base_url, patch_source=source, max_retries=0) as client:
         stream = client.stream(model=MODEL, response_format=kwargs.pop("response_format", Plan), input="x", **kwargs)
         return list(stream), stream
 
@@ -55,21 +57,12 @@ def test_sse_gives_exactly_the_gateway_op_sequence(gateway):
 
 
 def test_generated_documents_match_too(gateway):
-    with DotTxt(api_key="k", base_url=gateway.base_url, patch_source="sse") as client:
+    with DotTxt(api_key=TEST_KEY, base_url=gateway.base_url, patch_source="sse") as client:
         for seed in range(5):
             stream = client.stream(model=MODEL, response_format=Plan, input="x", seed=seed)
             ops = [e.op for e in stream]
             assert ops == ops_from_document(stream.document)
             assert isinstance(stream.result(), Plan)
-
-
-def test_patch_source_from_the_environment(gateway, monkeypatch):
-    monkeypatch.setenv("DOTTXT_PATCH_SOURCE", "sse")
-    with DotTxt(api_key="k", base_url=gateway.base_url) as client:
-        assert client.patch_source == "sse"
-        gateway.enqueue(DOCUMENT)
-        assert client.stream(model=MODEL, response_format=Plan, input="x").result().intent == "billing"
-    assert gateway.requests[-1].json["stream"] is True
 
 
 def test_unknown_patch_source_is_refused():
@@ -146,3 +139,48 @@ def test_keepalive_comments_role_chunks_and_usage_chunks_are_skipped():
         with client:
             assert [e.field for e in stream] == ["", "x", "x/0", "x/1"]
             assert stream.result() == {"x": [True, None]}
+
+
+@pytest.mark.usefixtures("isolated_env")
+def test_sse_source_from_the_environment_gives_the_gateway_events(
+    gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def seen(client: DotTxt, seed: int) -> tuple[list[Any], Any]:
+        stream = client.stream(model=MODEL, response_format=TriagePlan, input="x", seed=seed)
+        events = [(e.op, e.field, e.path, e.value, e.is_leaf, e.snapshot) for e in stream]
+        return events, stream.result()
+
+    with DotTxt(api_key=TEST_KEY, base_url=gateway.base_url) as client:
+        expected = [seen(client, seed) for seed in range(3)]
+    monkeypatch.setenv("DOTTXT_PATCH_SOURCE", "sse")
+    with DotTxt(api_key=TEST_KEY, base_url=gateway.base_url) as client:
+        assert client.patch_source == "sse"
+        assert [seen(client, seed) for seed in range(3)] == expected
+    sent = [r.json["stream"] for r in gateway.requests]
+    assert sent == ["patch"] * 3 + [True] * 3
+    assert all(events for events, _ in expected)
+
+
+def test_sse_source_emits_a_string_at_its_closing_quote(raw: Callable[..., DotTxt]) -> None:
+    """The event for "intent" must arrive while the server still holds the rest of the document back."""
+    release = threading.Event()
+    held_back: list[bool] = []
+
+    def delta(content: str) -> bytes:
+        chunk = {"choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}]}
+        return f"data: {json.dumps(chunk)}\n\n".encode()
+
+    def handler(conn: RawConnection) -> None:
+        conn.head(headers={"Content-Type": "text/event-stream"})
+        conn.chunk(delta('{"intent": "billing", "re'))
+        held_back.append(not release.wait(5))
+        conn.chunk(delta('ply": "ok", "steps": []}'))
+        conn.chunk(b"data: [DONE]\n\n")
+        conn.end()
+
+    client = raw(handler, patch_source="sse")
+    stream = client.stream(model="m", response_format=TriagePlan, input="x")
+    assert [next(stream).field, next(stream).field] == ["", "intent"]
+    release.set()
+    assert [e.field for e in stream] == ["reply", "steps"]
+    assert held_back == [False]

@@ -9,22 +9,18 @@ from email.utils import formatdate
 
 import pytest
 
+import dottxt._transport
 from dottxt import APITimeoutError, DotTxt, InternalServerError, RateLimitError
 from dottxt._transport import MAX_RETRY_AFTER, MAX_RETRY_DELAY, retry_delay
 from dottxt.testing import FakeGateway
+from tests.conftest import MODEL, TEST_KEY
 from tests.rawserver import RawConnection, RawServer
 
 SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
 
 
-@pytest.fixture
-def gateway():
-    with FakeGateway(api_key="k") as gw:
-        yield gw
-
-
 def client_of(gateway: FakeGateway, **kwargs) -> DotTxt:  # type: ignore[no-untyped-def]
-    return DotTxt(api_key="k", base_url=gateway.base_url, **kwargs)
+    return DotTxt(api_key=TEST_KEY, base_url=gateway.base_url, **kwargs)
 
 
 # --------------------------------------------------------------------------- the retry schedule
@@ -75,12 +71,32 @@ def test_client_errors_are_not_retried(gateway):
     assert len(gateway.requests) == 1
 
 
-def test_retry_after_is_waited(gateway):
-    gateway.fail_next(503, headers={"Retry-After": "1"})
-    with client_of(gateway, max_retries=1) as client:
-        started = time.monotonic()
-        client.models.list()
-        assert time.monotonic() - started >= 0.9
+class _Clock:
+    """The transport's waits between retries, for one test: recorded, not waited."""
+
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+
+    def sleep(self, seconds: float | None) -> bool:
+        assert seconds is not None
+        self.slept.append(seconds)
+        return False  # not cancelled
+
+
+def test_retry_after_seconds_and_http_date_on_the_wire_are_honoured_and_capped(
+    gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(dottxt._transport.CancelToken, "wait", lambda _token, seconds=None: clock.sleep(seconds))
+    gateway.fail_next(503, headers={"Retry-After": formatdate(time.time() + 30, usegmt=True)})
+    gateway.fail_next(429, headers={"Retry-After": "7"})
+    gateway.fail_next(429, headers={"Retry-After": "86400"})  # a day: capped
+    with DotTxt(api_key=TEST_KEY, base_url=gateway.base_url, max_retries=3) as client:
+        assert [m.id for m in client.models.list()] == [MODEL]
+    assert len(gateway.requests) == 4
+    assert 28 <= clock.slept[0] <= 31
+    assert clock.slept[1] == 7
+    assert 7 < clock.slept[2] <= 60
 
 
 def test_server_errors_reach_the_caller_after_retries(gateway):
