@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import queue
 
     from ._background import BackgroundStream
+    from ._batch import BatchItem
     from ._events import PatchEvent
 
 __all__ = ["DotTxt", "ClientConfig", "DEFAULT_BASE_URL", "ChatCompletionStream"]
@@ -328,6 +329,15 @@ class DotTxt(ClientConfig):
         """Close every connection now, including those of streams still being read."""
         self._transport.close()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickles as its configuration (the API key included), never its connections."""
+        from ._batch import client_state
+
+        return client_state(self)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        DotTxt.__init__(self, **state)  # a fresh client, with connections of its own
+
     def generate(
         self,
         *,
@@ -365,6 +375,33 @@ class DotTxt(ClientConfig):
             raise InvalidOutputError("the response has no choices", model=model, raw_output=response.text)
         choice = completion.choices[0]
         return output.parse_json(choice.message.content, model=model, finish_reason=choice.finish_reason)
+
+    def generate_many(
+        self,
+        inputs: Iterable[Any],
+        *,
+        model: str,
+        response_format: Any,
+        concurrency: int = 8,
+        system: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+    ) -> Iterator[BatchItem]:
+        """`generate` over every input, up to `concurrency` at once: a BatchItem each, in completion order."""
+        from ._batch import generate_many
+
+        return generate_many(
+            self,
+            inputs,
+            model=model,
+            response_format=response_format,
+            concurrency=concurrency,
+            system=system,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            seed=seed,
+        )
 
     def stream(
         self,

@@ -2,7 +2,7 @@
 
 DotTxtError
 ├── APIError
-│   ├── APIStatusError            (non-2xx response; status_code, body, message, request_id)
+│   ├── APIStatusError            (non-2xx response; status_code, body, message, request_id, headers)
 │   │   ├── BadRequestError           400
 │   │   ├── AuthenticationError       401
 │   │   ├── PermissionDeniedError     403
@@ -26,6 +26,7 @@ the failure, so nothing received is lost.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
@@ -76,12 +77,15 @@ class APIStatusError(APIError):
         status_code: int,
         body: str = "",
         request_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status_code = status_code
         self.body = body
         self.request_id = request_id
+        #: The response's headers, names lower-cased (`Retry-After` is `headers.get("retry-after")`).
+        self.headers: dict[str, str] = {name.lower(): value for name, value in (headers or {}).items()}
 
     def __str__(self) -> str:
         rid = f" (request id {self.request_id})" if self.request_id else ""

@@ -350,6 +350,7 @@ class Transport:
             status_code=response.status_code,
             body=body,
             request_id=response.headers.get("x-request-id"),
+            headers=response.headers,
         )
 
     def _track(self, response: requests.Response) -> None:
