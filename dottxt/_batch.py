@@ -30,7 +30,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sized
+from collections.abc import Callable, Generator, Iterable, Sized
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -277,7 +277,7 @@ def generate_many(
     temperature: float | None = None,
     max_tokens: int | None = None,
     seed: int | None = None,
-) -> Iterator[BatchItem]:
+) -> Generator[BatchItem, None, None]:
     """`client.generate` over every input, up to `concurrency` at once: one BatchItem each, in completion order.
 
     Arguments are checked now (a bad schema raises InvalidSchemaError here, not
@@ -307,7 +307,7 @@ def generate_many(
     return _items(_Run(call, inputs, concurrency))
 
 
-def _items(run: _Run) -> Iterator[BatchItem]:
+def _items(run: _Run) -> Generator[BatchItem, None, None]:
     """The caller's end of a run: items as they finish; the run stops when the loop ends, however it ends."""
     run.start()
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
@@ -387,7 +387,7 @@ class DotTxt(ClientConfig):
         temperature: float | None = None,
         max_tokens: int | None = None,
         seed: int | None = None,
-    ) -> Iterator[BatchItem]:
+    ) -> Generator[BatchItem, None, None]:
         """`generate` over every input, up to `concurrency` at once: a BatchItem each, in completion order."""
         from ._batch import generate_many
 
