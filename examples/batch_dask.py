@@ -5,15 +5,19 @@ key included); each partition unpickles its own copy, runs its prompts through
 `generate_many` on a few threads, and closes it. Spark's `mapPartitions` and
 Ray's `map_batches` take the same function: see docs/batch.md.
 
-Offline: a FakeGateway on loopback stands in for the API and a LocalCluster of
-two worker processes for the cluster. Prints one JSON line per prompt, then a summary.
+A LocalCluster of two worker processes stands in for the cluster, and unless
+DOTTXT_BASE_URL is set, a FakeGateway on loopback for the API. Watch for: one
+JSON line per prompt (in partition order, each partition in completion order),
+then the summary line `N prompts, N triaged, 0 failed`.
 
 Run: python examples/batch_dask.py [PROMPTS.jsonl]   (needs `pip install "dask[distributed]"`)
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 import tempfile
 from collections.abc import Iterable
@@ -26,7 +30,7 @@ from distributed import Client, LocalCluster
 from dottxt import DotTxt
 from dottxt.testing import FakeGateway
 
-MODEL = "dottxt/fake-model"
+MODEL = os.environ.get("DOTTXT_MODEL") or "dottxt/fake-model"
 TRIAGE = {
     "type": "object",
     "properties": {
@@ -62,7 +66,7 @@ def triage_partition(prompts: Iterable[str], client: DotTxt) -> list[dict[str, A
 
 def run(path: Path, base_url: str, cluster: LocalCluster) -> list[dict[str, Any]]:
     """Every prompt of the JSONL file at `path`, triaged on the cluster."""
-    client = DotTxt(api_key="any-key", base_url=base_url)  # only its configuration travels
+    client = DotTxt(api_key=os.environ.get("DOTTXT_API_KEY") or "any-key", base_url=base_url)  # pickled per task
     prompts = db.read_text(str(path), blocksize=64).map(json.loads).filter(bool)
     with Client(cluster):
         rows: list[dict[str, Any]] = prompts.map_partitions(triage_partition, client).compute()
@@ -74,11 +78,11 @@ def main() -> None:
         path = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(folder) / "prompts.jsonl"
         if len(sys.argv) == 1:
             path.write_text("".join(json.dumps(prompt) + "\n" for prompt in PROMPTS))
-        with (
-            FakeGateway() as gateway,
-            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
-        ):
-            rows = run(path, gateway.base_url, cluster)
+        with contextlib.ExitStack() as stack:
+            base_url = os.environ.get("DOTTXT_BASE_URL") or stack.enter_context(FakeGateway(models=(MODEL,))).base_url
+            cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+            with cluster:
+                rows = run(path, base_url, cluster)
     for row in rows:
         print(json.dumps(row))
     failed = sum("error" in row for row in rows)

@@ -141,7 +141,7 @@ def test_concurrency_cap_holds_and_is_reached(serve: Any) -> None:
 
 
 def test_items_come_in_completion_order(serve: Any) -> None:
-    """"slow" is held until "third" arrives, which is sent only once "fast" is finished (2 at once at most)."""
+    """ "slow" is held until "third" arrives, which is sent only once "fast" is finished (2 at once at most)."""
     third_arrived = threading.Event()
 
     def handler(conn: RawConnection) -> None:
