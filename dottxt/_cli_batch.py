@@ -125,11 +125,7 @@ def read_inputs(path: str) -> list[Record]:
     try:
         with open(path, "rb") as handle:
             raw_lines = handle.read().split(b"\n")
-    except FileNotFoundError:
-        raise CLIError(f"input file not found: {path}") from None
-    except IsADirectoryError:
-        raise CLIError(f"input file {path} is a directory, not a file") from None
-    except OSError as exc:
+    except OSError as exc:  # missing, a directory, unreadable: the system's words say which
         raise CLIError(f"cannot read input file {path}: {exc.strerror or exc}") from None
     records: list[Record] = []
     seen: dict[str, int] = {}

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
 
+from ._batch import generate_many as _generate_many
 from ._credentials import credentials_path, load_api_key
 from ._errors import APIError, APIStatusError, DotTxtError, error_member_message
 from ._lines import DEFAULT_MAX_LINE_BYTES, iter_lines, read_error
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
     import queue
 
     from ._background import BackgroundStream
-    from ._batch import BatchItem
     from ._events import PatchEvent
 
 __all__ = ["DotTxt", "ClientConfig", "DEFAULT_BASE_URL", "ChatCompletionStream"]
@@ -376,32 +376,8 @@ class DotTxt(ClientConfig):
         choice = completion.choices[0]
         return output.parse_json(choice.message.content, model=model, finish_reason=choice.finish_reason)
 
-    def generate_many(
-        self,
-        inputs: Iterable[Any],
-        *,
-        model: str,
-        response_format: Any,
-        concurrency: int = 8,
-        system: str | None = None,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        seed: int | None = None,
-    ) -> Generator[BatchItem, None, None]:
-        """`generate` over every input, up to `concurrency` at once: a BatchItem each, in completion order."""
-        from ._batch import generate_many
-
-        return generate_many(
-            self,
-            inputs,
-            model=model,
-            response_format=response_format,
-            concurrency=concurrency,
-            system=system,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            seed=seed,
-        )
+    #: `generate` over every input, up to `concurrency` at once: a BatchItem each, in completion order.
+    generate_many = _generate_many
 
     def stream(
         self,
