@@ -19,6 +19,7 @@ from ._version import __version__
 if TYPE_CHECKING:
     from ._async_client import AsyncDotTxt, AsyncPatchStream
     from ._background import BackgroundStream
+    from ._batch import BatchItem
     from ._client import DotTxt
     from ._errors import (
         APIConnectionError,
@@ -51,6 +52,7 @@ __all__ = [
     "AsyncDotTxt",
     "AsyncPatchStream",
     "BackgroundStream",
+    "BatchItem",
     "PatchEvent",
     "PatchStream",
     "apply_add",
@@ -83,6 +85,7 @@ _LAZY: dict[str, str] = {
     "AsyncDotTxt": "async_client",
     "AsyncPatchStream": "async_client",
     "BackgroundStream": "background",
+    "BatchItem": "batch",
     "PatchEvent": "events",
     "PatchStream": "streaming",
     "apply_add": "patch",

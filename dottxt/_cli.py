@@ -1,4 +1,4 @@
-"""The `dottxt` command line: login, logout, models, generate, stream, schema check, demo, fake-gateway.
+"""The `dottxt` command line: login, logout, models, generate, stream, batch, schema check, demo, fake-gateway.
 
 Top-level imports are the standard library and `dottxt._version` only, so that
 `dottxt --version` and `dottxt --help` start fast; each command imports the client lazily.
@@ -316,6 +316,16 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     )
     _add_generation_args(sub)
     sub.set_defaults(handler=_cmd_stream)
+
+    from ._cli_batch import add_batch_arguments, cmd_batch
+
+    sub = command(
+        "batch",
+        "run one schema over every line of a JSONL file (resumable)",
+        "Generate one JSON document per line of INPUT.jsonl, appending each to OUTPUT.jsonl the moment it is done.",
+    )
+    add_batch_arguments(sub)
+    sub.set_defaults(handler=cmd_batch)
 
     sub = command("schema", "work with JSON Schema files")
     schema_commands = sub.add_subparsers(dest="schema_command", metavar="SUBCOMMAND", required=True)

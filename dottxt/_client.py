@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 import requests
 
+from ._batch import BatchItem, generate_many
 from ._credentials import credentials_path, load_api_key
 from ._errors import APIStatusError, InvalidOutputError
 from ._lines import DEFAULT_MAX_LINE_BYTES, loads
@@ -166,7 +167,9 @@ def generate(
     cancel: CancelToken | None = None,
 ) -> Any:
     """One completion, parsed and typed: the body of `DotTxt.generate`."""
-    output: OutputSchema[Any] = OutputSchema(response_format)
+    output: OutputSchema[Any] = (
+        response_format if isinstance(response_format, OutputSchema) else OutputSchema(response_format)
+    )
     request = chat_request(model=model, input=input, output=output, params=params)
     response = transport.request(
         "POST",
@@ -412,6 +415,37 @@ class DotTxt(ClientConfig):
             params=params,
             max_line_bytes=max_line_bytes,
         )
+
+    def generate_many(
+        self,
+        inputs: Iterable[Input],
+        *,
+        model: str,
+        response_format: Any,
+        concurrency: int = 8,
+        system: str | None = None,
+        **params: Unpack[GenerationParams],
+    ) -> Generator[BatchItem, None, None]:
+        """`generate` over every input, up to `concurrency` at once: a BatchItem each, in completion order.
+
+        On 429 the concurrency is lowered for a while and `Retry-After` honoured,
+        so a rate-limited run slows down instead of failing. Leaving the loop
+        early starts nothing more and ends every thread.
+        """
+        output: OutputSchema[Any] = OutputSchema(response_format)  # checked now, resolved once for every input
+        transport = self._transport
+
+        def call(input: Any, cancel: CancelToken) -> Any:
+            return generate(transport, model=model, response_format=output, input=input, params=params, cancel=cancel)
+
+        return generate_many(call, inputs, concurrency=concurrency, system=system)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A DotTxt pickles as its configuration (the API key included), never its connections."""
+        return {**self._transport.config(), "patch_source": self.patch_source}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        DotTxt.__init__(self, **state)  # a fresh client, with connections of its own
 
     def stream_in_background(
         self,

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
@@ -101,11 +102,18 @@ class APIStatusError(APIError):
         body: str = "",
         request_id: str | None = None,
         document: Any = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message, document=document)
         self.status_code = status_code
         self.body = body
         self.request_id = request_id
+        #: The response's headers, names lower-cased (`Retry-After` is `headers.get("retry-after")`).
+        self.headers: dict[str, str] = {name.lower(): value for name, value in (headers or {}).items()}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only arguments: pickle (say, from a distributed worker) rebuilds it from its state.
+        return (_rebuild, (type(self), self.__dict__))
 
     def __str__(self) -> str:
         rid = f" (request id {self.request_id})" if self.request_id else ""
@@ -170,10 +178,13 @@ class PatchStreamError(APIError):
         message: str | None = None,
         request_id: str | None = None,
         document: Any = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         text = message or error_message_from_body(body) or f"stream failed ({status_code})"
         if isinstance(self, APIStatusError):  # a PatchStream*Error: the next class in line is the status class
-            super().__init__(text, status_code=status_code, body=body, request_id=request_id, document=document)
+            super().__init__(
+                text, status_code=status_code, body=body, request_id=request_id, document=document, headers=headers
+            )
         else:
             super().__init__(text, document=document)
         self.status_code = status_code
@@ -311,15 +322,31 @@ def stream_status_error_class(status_code: int) -> type[PatchStreamError]:
 
 
 def status_error(
-    status_code: int, body: str, *, reason: str | None, request_id: str | None, stream: bool = False
+    status_code: int,
+    body: str,
+    *,
+    reason: str | None,
+    request_id: str | None,
+    headers: Mapping[str, str] | None = None,
+    stream: bool = False,
 ) -> APIStatusError:
     """The error for a non-2xx answer whose (bounded, redacted) body has been read."""
     message = error_message_from_body(body) or reason or f"HTTP {status_code}"
     if stream:
-        error = stream_status_error_class(status_code)(status_code, body, message=message, request_id=request_id)
+        cls = stream_status_error_class(status_code)
+        error = cls(status_code, body, message=message, request_id=request_id, headers=headers)
         assert isinstance(error, APIStatusError)
         return error
-    return status_error_class(status_code)(message, status_code=status_code, body=body, request_id=request_id)
+    cls_ = status_error_class(status_code)
+    return cls_(message, status_code=status_code, body=body, request_id=request_id, headers=headers)
+
+
+def _rebuild(cls: type[Exception], state: dict[str, Any]) -> Exception:
+    """An exception of `cls` with `state`, made without calling its constructor (for unpickling)."""
+    error = Exception.__new__(cls)
+    error.__dict__.update(state)
+    error.args = (state.get("message", ""),)
+    return error
 
 
 def error_member_message(error: Any) -> str:

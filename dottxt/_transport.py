@@ -168,6 +168,8 @@ class _TokenConnection(HTTPConnection):
         if token is not None:
             token.attach(self)
         super().request(*args, **kwargs)
+        if token is not None:
+            token.attach(self)  # again, now that the socket exists: a cancel that came while connecting lands
 
 
 class _TokenHTTPSConnection(_TokenConnection, HTTPSConnection):
@@ -225,10 +227,11 @@ class Transport:
         self.session = session if session is not None else self._new_session()
         if self._owns_session and _is_loopback(self.base_url):
             self.session.trust_env = False  # a local gateway is never reached through HTTP(S)_PROXY
+        self.default_headers = check_headers(default_headers, "default_headers")
         self.headers: dict[str, str] = {
             "User-Agent": f"dottxt-python/{__version__}",
             "Accept": "application/json",
-            **check_headers(default_headers, "default_headers"),
+            **self.default_headers,
             "Authorization": f"Bearer {api_key}",
         }
         self._waiting: set[CancelToken] = set()  # requests waiting for their response
@@ -257,6 +260,16 @@ class Transport:
     def closed(self) -> bool:
         """True once `close()` has been called."""
         return self._closed
+
+    def config(self) -> dict[str, Any]:
+        """The arguments that make this transport again (for pickling a client): never a connection."""
+        return {
+            "api_key": self._api_key,
+            "base_url": self.base_url,
+            "timeout": self.timeout,
+            "max_retries": self.max_retries,
+            "default_headers": dict(self.default_headers),
+        }
 
     def redact(self, text: str) -> str:
         """`text` with the key blanked out."""
@@ -326,6 +339,8 @@ class Transport:
         with self._lock:
             if self._closed:
                 raise APIConnectionError("the client has been closed")
+            if token.is_set():
+                raise APIConnectionError("the request was cancelled before it was sent")
             self._waiting.add(token)
         _sending.token = token
         try:
@@ -363,6 +378,7 @@ class Transport:
             redact_body(body, self._api_key),
             reason=response.reason,
             request_id=response.headers.get("x-request-id"),
+            headers=response.headers,
             stream=stream,
         )
 

@@ -199,7 +199,7 @@ def _redacted(message: str) -> str:
 class SSEFrames(Iterator[str]):
     """The iterator `sse_events` returns: closing it closes the upstream stream at once, from any thread."""
 
-    def __init__(self, stream: PatchStream, rule: _FieldFilter | None) -> None:
+    def __init__(self, stream: PatchStream[Any], rule: _FieldFilter | None) -> None:
         self._stream = stream
         self._rule = rule
         self._closed = False
@@ -247,7 +247,7 @@ class SSEFrames(Iterator[str]):
 
 
 def sse_events(
-    stream: PatchStream,
+    stream: PatchStream[Any],
     *,
     include: Iterable[str] | str | None = None,
     exclude: Iterable[str] | str | None = None,
