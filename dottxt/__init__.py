@@ -8,94 +8,28 @@ for event in client.stream(model=..., response_format=Ticket, input="..."):
 
 # The public names are imported on first use (PEP 562), so that `dottxt --version`
 # and `dottxt --help` start without importing requests, pydantic or jsonschema.
+# The exception tree is light (json, re) and imported at once: its names are listed in one place, `_errors.__all__`.
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._errors import *  # noqa: F403
+from ._errors import __all__ as _error_names
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._async_client import AsyncDotTxt, AsyncPatchStream
-    from ._background import BackgroundStream
-    from ._batch import BatchItem
-    from ._client import DotTxt
-    from ._errors import (
-        APIConnectionError,
-        APIError,
-        APIStatusError,
-        APITimeoutError,
-        AuthenticationError,
-        BadRequestError,
-        DotTxtError,
-        InternalServerError,
-        InvalidOutputError,
-        InvalidSchemaError,
-        NotFoundError,
-        PatchError,
-        PatchStreamAPIStatusError,
-        PatchStreamAuthenticationError,
-        PatchStreamBadRequestError,
-        PatchStreamError,
-        PatchStreamInternalServerError,
-        PatchStreamNotFoundError,
-        PatchStreamPermissionDeniedError,
-        PatchStreamRateLimitError,
-        PatchStreamUnprocessableEntityError,
-        PermissionDeniedError,
-        RateLimitError,
-        StreamCancelledError,
-        StreamDecodeError,
-        UnprocessableEntityError,
-    )
-    from ._events import PatchEvent
-    from ._patch import apply_add, apply_op
-    from ._schemas import build_response_format, normalize_schema
-    from ._streaming import PatchStream
+    from ._async_client import AsyncDotTxt as AsyncDotTxt, AsyncPatchStream as AsyncPatchStream
+    from ._background import BackgroundStream as BackgroundStream
+    from ._batch import BatchItem as BatchItem
+    from ._client import DotTxt as DotTxt
+    from ._events import PatchEvent as PatchEvent
+    from ._patch import apply_add as apply_add, apply_op as apply_op
+    from ._schemas import build_response_format as build_response_format, normalize_schema as normalize_schema
+    from ._streaming import PatchStream as PatchStream
 
-__all__ = [
-    "__version__",
-    "DotTxt",
-    "AsyncDotTxt",
-    "AsyncPatchStream",
-    "BackgroundStream",
-    "BatchItem",
-    "PatchEvent",
-    "PatchStream",
-    "apply_add",
-    "apply_op",
-    "build_response_format",
-    "normalize_schema",
-    "DotTxtError",
-    "APIError",
-    "APIStatusError",
-    "BadRequestError",
-    "AuthenticationError",
-    "PermissionDeniedError",
-    "NotFoundError",
-    "UnprocessableEntityError",
-    "RateLimitError",
-    "InternalServerError",
-    "APIConnectionError",
-    "APITimeoutError",
-    "InvalidSchemaError",
-    "InvalidOutputError",
-    "PatchError",
-    "PatchStreamError",
-    "PatchStreamAPIStatusError",
-    "PatchStreamBadRequestError",
-    "PatchStreamAuthenticationError",
-    "PatchStreamPermissionDeniedError",
-    "PatchStreamNotFoundError",
-    "PatchStreamUnprocessableEntityError",
-    "PatchStreamRateLimitError",
-    "PatchStreamInternalServerError",
-    "StreamDecodeError",
-    "StreamCancelledError",
-]
-
-#: Where each lazily imported public name lives (module relative to this package).
+#: Where each lazily imported public name lives (its private module, without the `_`).
 _LAZY: dict[str, str] = {
     "DotTxt": "client",
     "AsyncDotTxt": "async_client",
@@ -108,8 +42,9 @@ _LAZY: dict[str, str] = {
     "apply_op": "patch",
     "build_response_format": "schemas",
     "normalize_schema": "schemas",
-    **{name: "errors" for name in __all__ if name.endswith("Error")},
 }
+
+__all__ = ["__version__", *_LAZY, *_error_names]
 
 
 def __getattr__(name: str) -> Any:

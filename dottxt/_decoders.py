@@ -75,14 +75,8 @@ def _stream_error(error: Any, body: str, status_code: int, request_id: str | Non
     )
 
 
-class PatchLineDecoder:
-    """The gateway's NDJSON patch stream: each complete line -> its op -> the event the builder makes of it.
-
-    `line_number` counts every line (blank ones too). An object with `error` and
-    no `op` is the gateway reporting a failure; other objects without `op` are skipped.
-    """
-
-    done = False  # a patch stream is read to its end
+class _EventDecoder:
+    """What both patch decoders hold: the builder their ops go to, and the response they report errors for."""
 
     def __init__(
         self,
@@ -92,9 +86,22 @@ class PatchLineDecoder:
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ) -> None:
         self._builder = builder
-        self._lines = LineReader(max_line_bytes)
         self._status_code = status_code
         self._request_id = request_id
+        self._max_line_bytes = max_line_bytes
+        self.done = False  # True once no more bytes are wanted
+
+
+class PatchLineDecoder(_EventDecoder):
+    """The gateway's NDJSON patch stream: each complete line -> its op -> the event the builder makes of it.
+
+    `line_number` counts every line (blank ones too). An object with `error` and
+    no `op` is the gateway reporting a failure; other objects without `op` are skipped.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lines = LineReader(self._max_line_bytes)
         self.line_number = 0
 
     def feed(self, data: bytes) -> Iterator[PatchEvent]:
@@ -192,27 +199,18 @@ def chunk_payload(data: str, status_code: int, request_id: str | None) -> dict[s
     return payload
 
 
-class SSEPatchDecoder:
+class SSEPatchDecoder(_EventDecoder):
     """An OpenAI-style SSE stream -> the events the gateway's ops would have made, from the content deltas.
 
     `done` turns True once the root value is whole, or at `[DONE]`: the stream
     then ends at once, reading and judging nothing after it.
     """
 
-    def __init__(
-        self,
-        builder: DocumentBuilder,
-        status_code: int,
-        request_id: str | None,
-        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-    ) -> None:
-        self._builder = builder
-        self._events = SSEDecoder(max_line_bytes)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._events = SSEDecoder(self._max_line_bytes)
         self._parser = IncrementalJSONParser()
-        self._status_code = status_code
-        self._request_id = request_id
         self.finish_reason: str | None = None
-        self.done = False
 
     def feed(self, data: bytes) -> Iterator[PatchEvent]:
         """The events the SSE events in `data` complete."""

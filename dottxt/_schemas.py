@@ -206,19 +206,12 @@ class OutputSchema(Generic[T]):
             raise InvalidOutputError(
                 _output_message("the response has no message content", finish_reason),
                 model=model,
-                raw_output=None,
                 finish_reason=finish_reason,
             )
         try:
             document = loads(text)
         except ValueError as exc:
-            raise InvalidOutputError(
-                _output_message(f"model output is not valid JSON ({exc})", finish_reason),
-                model=model,
-                raw_output=text,
-                finish_reason=finish_reason,
-                original_error=exc,
-            ) from exc
+            raise self._mismatch(exc, f"is not valid JSON ({exc})", model, finish_reason, text, None) from exc
         return self.validate(document, model=model, finish_reason=finish_reason, raw_output=text)
 
     def validate(
@@ -240,12 +233,21 @@ class OutputSchema(Generic[T]):
                 try:
                     return cast(T, self._adapter.validate_json(text))
                 except pydantic.ValidationError as exc:
-                    raise self._mismatch(exc, _first_pydantic_error(exc), model, finish_reason, text, document) from exc
+                    raise self._mismatch(
+                        exc,
+                        f"does not match the schema {_first_pydantic_error(exc)}",
+                        model,
+                        finish_reason,
+                        text,
+                        document,
+                    ) from exc
             json.dumps(document, ensure_ascii=False).encode("utf-8")  # UnicodeEncodeError for a lone surrogate
             return cast(T, self._validate_schema(document, model, finish_reason, text))
         except (UnicodeError, RecursionError) as exc:
             why = "holds a lone UTF-16 surrogate" if isinstance(exc, UnicodeError) else "is nested too deeply"
-            raise self._mismatch(exc, f"(it {why})", model, finish_reason, "", document) from None
+            raise self._mismatch(
+                exc, f"does not match the schema (it {why})", model, finish_reason, "", document
+            ) from None
 
     def _validate_schema(self, document: Any, model: str | None, finish_reason: str | None, raw: str) -> Any:
         if self.schema.get("type") == _STRUCTURAL_TAG:
@@ -255,7 +257,9 @@ class OutputSchema(Generic[T]):
         error = jsonschema.exceptions.best_match(self._validator.iter_errors(document))
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-            raise self._mismatch(error, f"at {where}: {error.message}", model, finish_reason, raw, document)
+            raise self._mismatch(
+                error, f"does not match the schema at {where}: {error.message}", model, finish_reason, raw, document
+            )
         return document
 
     @staticmethod
@@ -263,7 +267,7 @@ class OutputSchema(Generic[T]):
         exc: Exception, detail: str, model: str | None, finish_reason: str | None, raw: str, document: Any
     ) -> InvalidOutputError:
         return InvalidOutputError(
-            _output_message(f"model output does not match the schema {detail}", finish_reason),
+            _output_message(f"model output {detail}", finish_reason),
             model=model,
             raw_output=raw,
             finish_reason=finish_reason,
