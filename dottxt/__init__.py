@@ -20,13 +20,16 @@ from ._errors import __all__ as _error_names
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._async_client import AsyncDotTxt as AsyncDotTxt, AsyncPatchStream as AsyncPatchStream
+    from ._async_client import AsyncDotTxt as AsyncDotTxt
+    from ._async_client import AsyncPatchStream as AsyncPatchStream
     from ._background import BackgroundStream as BackgroundStream
     from ._batch import BatchItem as BatchItem
     from ._client import DotTxt as DotTxt
     from ._events import PatchEvent as PatchEvent
-    from ._patch import apply_add as apply_add, apply_op as apply_op
-    from ._schemas import build_response_format as build_response_format, normalize_schema as normalize_schema
+    from ._patch import apply_add as apply_add
+    from ._patch import apply_op as apply_op
+    from ._schemas import build_response_format as build_response_format
+    from ._schemas import normalize_schema as normalize_schema
     from ._streaming import PatchStream as PatchStream
 
 #: Where each lazily imported public name lives (its private module, without the `_`).
