@@ -214,6 +214,7 @@ class DocumentBuilder:
         self._top: Any = None
         self._top_pointer: str | None = None
         self._top_path: tuple[str | int, ...] = ()
+        self._shared_keys: dict[str, str] = {}
 
     @property
     def count(self) -> int:
@@ -227,7 +228,42 @@ class DocumentBuilder:
         """
         self._lock.acquire()
         try:
-            path = self._add_in_order(op) if op["op"] == "add" else None
+            # The hot path, inline: an `add` of a new last child to an open container (most often the
+            # innermost one). Anything else leaves `path` None for the general path.
+            path = None
+            if op["op"] == "add":
+                pointer: str = op["path"]
+                parent_pointer, slash, segment = pointer.rpartition("/")
+                if parent_pointer == self._top_pointer and slash:
+                    level, parent = -1, self._top
+                else:
+                    level = self._open_level(parent_pointer) if slash else -1
+                    parent = self._containers[level] if level >= 0 else None
+                key: str | int
+                if type(parent) is dict:
+                    name = unescape_segment(segment, pointer) if "~" in segment else segment
+                    if name in parent:
+                        parent = None  # a replacement
+                    else:  # one string for a key that repeats (the same field in every item), as json.loads does
+                        name = self._shared_keys.get(name) or self._share(name)
+                    key = name
+                elif parent is not None:
+                    key = len(parent)
+                    if segment != "-" and segment != str(key) and list_index(segment, key, pointer, insert=True) != key:
+                        parent = None  # an insert before existing items (list_index raised if it names no place)
+                if parent is not None:
+                    if level >= 0:
+                        self._close(level + 1, parent_pointer)
+                    path = self._top_path + (key,)  # noqa: RUF005 - the faster way to build it
+                    value = op["value"]
+                    if type(value) is dict or type(value) is list:
+                        self._add_container(value, key, pointer if segment != "-" else f"{parent_pointer}/{key}", path)
+                    else:
+                        if type(parent) is dict:
+                            parent[key] = value
+                        else:
+                            parent.append(value)
+                        self._epoch.size += 1
             if path is None:
                 path = self._apply_out_of_order(op)
             epoch = self._epoch
@@ -243,43 +279,22 @@ class DocumentBuilder:
         state["_path"] = path
         return event
 
-    def _add_in_order(self, op: dict[str, Any]) -> tuple[str | int, ...] | None:
-        """The hot path: an `add` of a new last child to an open container; None, changing nothing, if not that."""
-        pointer: str = op["path"]
-        parent_pointer, slash, segment = pointer.rpartition("/")
-        if parent_pointer == self._top_pointer and slash:
-            parent, parent_path = self._top, self._top_path
-        else:
-            level = self._open_level(parent_pointer) if slash else -1
-            if level < 0:
-                return None
-            parent, parent_path = self._containers[level], tuple(self._keys[1 : level + 1])
-        key: str | int
-        if type(parent) is dict:
-            key = unescape_segment(segment, pointer) if "~" in segment else segment
-            if key in parent:
-                return None  # a replacement
-        else:
-            key = list_index(segment, len(parent), pointer, insert=True)
-            if key != len(parent):
-                return None  # an insert before existing items
-        if parent is not self._top:
-            self._close(level + 1, parent_pointer, parent_path)
-        value = op["value"]
-        kind = type(value)
-        if kind is dict or kind is list:
-            value, added = copy_prefix(value, -1) if value else (kind(), 1)  # never alias the op's value
-        else:
-            added = 1
+    def _share(self, key: str) -> str:
+        """Remember `key` to share it with later equal keys: short keys, a thousand at most (memory stays bounded)."""
+        if len(key) <= 64 and len(self._shared_keys) < 1024:
+            self._shared_keys[key] = key
+        return key
+
+    def _add_container(self, value: Any, key: str | int, pointer: str, path: tuple[str | int, ...]) -> None:
+        """Add a container value (a copy: never the op's own) as the last child of the innermost open container."""
+        value, added = copy_prefix(value, -1) if value else (type(value)(), 1)
+        parent = self._top
         if type(parent) is dict:
             parent[key] = value
         else:
             parent.append(value)
         self._epoch.size += added
-        path = (*parent_path, key)
-        if kind is dict or kind is list:
-            self._open(value, key, pointer if segment != "-" else f"{parent_pointer}/{key}", path)
-        return path
+        self._open(value, key, pointer, path)
 
     def _open_level(self, pointer: str) -> int:
         """The spine level of the open container at `pointer`, or -1 if no open container is there."""
@@ -306,7 +321,7 @@ class DocumentBuilder:
             pointer = f"{pointer}/{escape_segment(str(key))}"
             path = (*path, key)
 
-    def _close(self, level: int, pointer: str, path: tuple[str | int, ...]) -> None:
+    def _close(self, level: int, pointer: str) -> None:
         """Drop the spine's containers from `level` on: an op outside them came, so none can grow in order.
 
         (The moment a container is finished, innermost last in the lists.)
@@ -314,7 +329,7 @@ class DocumentBuilder:
         del self._containers[level:]
         del self._keys[level:]
         del self._ends[level:]
-        self._top, self._top_pointer, self._top_path = self._containers[-1], pointer, path
+        self._top, self._top_pointer, self._top_path = self._containers[-1], pointer, tuple(self._keys[1:])
 
     def _apply_out_of_order(self, op: dict[str, Any]) -> tuple[str | int, ...]:
         """Any other op, by the general `apply_op`, on a copy of the document that becomes the live one."""
