@@ -102,8 +102,8 @@ class _LazySnapshot:
     """Class attribute standing in for `PatchEvent.snapshot` on events a stream made.
 
     A non-data descriptor: an event built directly holds its snapshot in its
-    own `__dict__`, which wins; a streamed event finds no entry and asks its
-    document builder for a copy, once, on first read.
+    own `__dict__`, which wins; a streamed event finds no entry and cuts a
+    copy from the document it was applied to, once, on first read.
     """
 
     def __get__(self, event: PatchEvent | None, owner: type | None = None) -> Any:
@@ -113,8 +113,8 @@ class _LazySnapshot:
         epoch: _Epoch | None = state.get("_epoch")
         if epoch is None:  # another thread read it first
             return state["snapshot"]
-        value = state["snapshot"] = epoch.snapshot(state["_size"])
-        del state["_epoch"]  # its document may be a frozen one, no longer needed by this event
+        value = state.setdefault("snapshot", epoch.snapshot(state["_size"]))  # one copy, should two threads race
+        state.pop("_epoch", None)  # its document may be an old one, kept alive for this event only
         return value
 
 
@@ -193,9 +193,10 @@ class _Epoch:
 class DocumentBuilder:
     """Folds ops into the live document; makes events and their snapshots on demand.
 
-    Memory: the document, plus one pointer and one list entry per open
-    container. Thread-safe: a background stream applies ops on its worker
-    while another thread reads snapshots of earlier events.
+    Memory: the document, plus a key and a length per open container, one
+    pointer, and up to a thousand short shared keys. Thread-safe: a background
+    stream applies ops on its worker while another thread reads snapshots of
+    earlier events.
     """
 
     def __init__(self) -> None:

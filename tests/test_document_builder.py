@@ -341,7 +341,7 @@ def test_memory_of_a_growing_document_is_near_json_loads_of_it() -> None:
         peak = tracemalloc.get_traced_memory()[1] - start
     finally:
         tracemalloc.stop()
-    assert peak < 3 * baseline  # generous: the builder does not share repeated key strings as json.loads does
+    assert peak < 1.5 * baseline  # generous: about 1.0x measured (repeated keys shared, as json.loads shares them)
 
 
 # --------------------------------------------------------------------------- events as values
