@@ -96,29 +96,22 @@ def constant_document_body(n_ops: int) -> bytes:
     return b"".join(json.dumps(op).encode() + b"\n" for op in ops)
 
 
-def main() -> None:
-    doc = document(100_000)
-    body = body_of(doc)
-    text = json.dumps(doc)
-    n_ops = body.count(b"\n")
+def against_loads(title: str, body: bytes, text: str, target: str) -> None:
+    """Print the peak of draining `body` against the peak of `json.loads(text)`, the document it builds."""
     loads_peak = peak_of(lambda: json.loads(text))
     ours_peak = peak_of(lambda: drain(body))
-    print(f"peak memory, {n_ops} ops ({len(body) / 1e6:.1f} MB of NDJSON), events dropped as they come")
-    print(f"  json.loads of the document ({len(text) / 1e6:.1f} MB of JSON)  {loads_peak / 1e6:7.1f} MB")
-    print(
-        f"  PatchStream, peak                           {ours_peak / 1e6:7.1f} MB"
-        f"   ratio {ours_peak / loads_peak:.2f}x (target <= 1.5x)"
-    )
+    n_ops = body.count(b"\n")
+    print(f"{title}: {len(body) / 1e6:.1f} MB of NDJSON ({n_ops} ops), a {len(text):,} B document")
+    print(f"  json.loads of the document  {loads_peak / 1e3:10.1f} KB")
+    print(f"  PatchStream, peak           {ours_peak / 1e3:10.1f} KB   ratio {ours_peak / loads_peak:.2f}x ({target})")
 
+
+def main() -> None:
+    doc = document(100_000)
+    against_loads("peak memory, events dropped as they come", body_of(doc), json.dumps(doc), "target <= 1.5x")
     body, small = small_document_body(50_000_000)
-    small_text = json.dumps(small)
-    loads_peak = peak_of(lambda: json.loads(small_text))
-    ours_peak = peak_of(lambda: drain(body))
-    print(f"a long stream building a small document: {len(body) / 1e6:.0f} MB of ops, {len(small_text)} B document")
-    print(f"  json.loads of the document  {loads_peak / 1e3:8.1f} KB")
-    print(
-        f"  PatchStream, peak           {ours_peak / 1e3:8.1f} KB   ratio {ours_peak / loads_peak:.1f}x"
-        f" (target: a few MB at most, whatever the stream's length)"
+    against_loads(
+        "a long stream building a small document", body, json.dumps(small), "target: a few MB, whatever the length"
     )
 
     print("snapshot read on every event as it arrives (the document grows with the ops)")

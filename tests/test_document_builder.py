@@ -19,15 +19,7 @@ import dottxt._events
 from dottxt import PatchError
 from dottxt._events import DocumentBuilder, PatchEvent
 from dottxt._patch import apply_op, ops_from_document
-
-
-def values_in(doc: Any) -> int:
-    """How many JSON values `doc` holds, itself included."""
-    if isinstance(doc, dict):
-        return 1 + sum(values_in(v) for v in doc.values())
-    if isinstance(doc, list):
-        return 1 + sum(values_in(v) for v in doc)
-    return 1
+from tests.test_patch import count_values
 
 
 def build(ops: list[dict[str, Any]]) -> tuple[DocumentBuilder, list[PatchEvent]]:
@@ -53,7 +45,7 @@ def work(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
 
     def copy_json(value: Any) -> Any:
         out = real_copy(value)
-        counts["copied"] += values_in(out)
+        counts["copied"] += count_values(out)
         return out
 
     def copy_prefix(root: Any, count: int) -> tuple[Any, int]:
@@ -88,7 +80,7 @@ def test_every_snapshot_of_a_gateway_stream_read_newest_first_is_right_and_costs
     for event, want in reversed(list(zip(events, expected, strict=True))):
         assert event.snapshot == want
     assert work["applied"] == 0  # no replay of the history
-    assert work["copied"] == sum(values_in(s) for s in expected)  # each read copies its own snapshot, no more
+    assert work["copied"] == sum(count_values(s) for s in expected)  # each read copies its own snapshot, no more
 
 
 def test_reading_old_snapshots_costs_the_document_not_the_history(work: dict[str, int]) -> None:
