@@ -14,6 +14,7 @@ Typical use by the stream, per received op::
 from __future__ import annotations
 
 import copy
+import reprlib
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
@@ -25,6 +26,9 @@ __all__ = [
     "pointer_segments",
     "escape_segment",
     "format_pointer",
+    "unescape_segment",
+    "list_index",
+    "quoted",
     "apply_add",
     "apply_op",
     "decode_path",
@@ -44,25 +48,40 @@ def pointer_segments(pointer: str) -> tuple[str, ...]:
     if not pointer:
         return ()
     if pointer[0] != "/":
-        raise PatchError(f"invalid JSON Pointer {pointer!r}: it must be empty or start with '/'")
+        raise PatchError(f"invalid JSON Pointer {quoted(pointer)}: it must be empty or start with '/'")
     parts = pointer[1:].split("/")
     if "~" in pointer:
-        parts = [_unescape(part, pointer) for part in parts]
+        parts = [unescape_segment(part, pointer) for part in parts]
     return tuple(parts)
 
 
-def _unescape(segment: str, pointer: str) -> str:
+def unescape_segment(segment: str, pointer: str) -> str:
+    """One pointer segment as the key it names (`~1` -> `/`, `~0` -> `~`); PatchError for a stray `~`."""
     if "~" not in segment:
         return segment
     at = segment.find("~")
     while at != -1:
         if segment[at + 1 : at + 2] not in ("0", "1"):
             raise PatchError(
-                f"invalid JSON Pointer {pointer!r}: in segment {segment!r}, '~' must be followed "
+                f"invalid JSON Pointer {quoted(pointer)}: in segment {quoted(segment)}, '~' must be followed "
                 "by '0' or '1' ('~0' is '~', '~1' is '/')"
             )
         at = segment.find("~", at + 2)
     return segment.replace("~1", "/").replace("~0", "~")
+
+
+_QUOTE = reprlib.Repr()
+_QUOTE.maxstring = _QUOTE.maxother = 72
+_QUOTE.maxlevel, _QUOTE.maxdict, _QUOTE.maxlist = 3, 6, 6
+
+
+def quoted(value: object) -> str:
+    """`repr(value)` for an error message, shortened in the middle when long or deep.
+
+    Every message that quotes a pointer, a key or a value goes through here: a
+    hostile pointer can be megabytes long, and its message must not be.
+    """
+    return _QUOTE.repr(value)
 
 
 def escape_segment(key: str) -> str:
@@ -91,14 +110,22 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
-def _index(segment: str, length: int, pointer: str, *, insert: bool) -> int:
-    """The list index a segment names; `insert` allows `length` itself (append position)."""
+def list_index(segment: str, length: int, pointer: str, *, insert: bool) -> int:
+    """The index a segment names in a list of `length` items (RFC 6901: digits, no leading zero).
+
+    `insert` (an `add`) also allows `length` itself and `-`, both the append
+    position; otherwise the index must name an existing item. PatchError if not.
+    """
+    if segment == "-" and insert:
+        return length
     if not (segment.isdigit() and segment.isascii()) or (segment[0] == "0" and len(segment) > 1):
         why = "'-' (past the end) names no existing element" if segment == "-" else "not an array index"
-        raise PatchError(f"cannot apply {pointer!r}: segment {segment!r} is {why}")
+        raise PatchError(f"cannot apply {quoted(pointer)}: segment {quoted(segment)} is {why}")
     index = int(segment) if len(segment) < 19 else length + 1
     if index > length or (index == length and not insert):
-        raise PatchError(f"cannot apply {pointer!r}: index {segment} is out of range for an array of length {length}")
+        raise PatchError(
+            f"cannot apply {quoted(pointer)}: index {quoted(segment)} is out of range for an array of length {length}"
+        )
     return index
 
 
@@ -107,10 +134,12 @@ def _child(node: Any, segment: str, pointer: str) -> Any:
         try:
             return node[segment]
         except KeyError:
-            raise PatchError(f"cannot apply {pointer!r}: key {segment!r} does not exist") from None
+            raise PatchError(f"cannot apply {quoted(pointer)}: key {quoted(segment)} does not exist") from None
     if isinstance(node, list):
-        return node[_index(segment, len(node), pointer, insert=False)]
-    raise PatchError(f"cannot apply {pointer!r}: segment {segment!r} is inside a {_kind(node)}, not an object or array")
+        return node[list_index(segment, len(node), pointer, insert=False)]
+    raise PatchError(
+        f"cannot apply {quoted(pointer)}: segment {quoted(segment)} is inside a {_kind(node)}, not an object or array"
+    )
 
 
 def _parent(doc: Any, segments: tuple[str, ...], pointer: str) -> Any:
@@ -144,12 +173,11 @@ def apply_add(doc: Any, path: str, value: Any) -> Any:
     if isinstance(parent, dict):
         parent[last] = value
     elif isinstance(parent, list):
-        if last == "-":
-            parent.append(value)
-        else:
-            parent.insert(_index(last, len(parent), path, insert=True), value)
+        parent.insert(list_index(last, len(parent), path, insert=True), value)
     else:
-        raise PatchError(f"cannot add at {path!r}: the parent of {last!r} is a {_kind(parent)}, not an object or array")
+        raise PatchError(
+            f"cannot add at {quoted(path)}: the parent of {quoted(last)} is a {_kind(parent)}, not an object or array"
+        )
     return doc
 
 
@@ -162,11 +190,11 @@ def _remove(doc: Any, path: str) -> Any:
     last = segments[-1]
     if isinstance(parent, dict):
         if last not in parent:
-            raise PatchError(f"cannot remove {path!r}: key {last!r} does not exist")
+            raise PatchError(f"cannot remove {quoted(path)}: key {quoted(last)} does not exist")
         return parent.pop(last)
     if isinstance(parent, list):
-        return parent.pop(_index(last, len(parent), path, insert=False))
-    raise PatchError(f"cannot remove {path!r}: the parent of {last!r} is a {_kind(parent)}")
+        return parent.pop(list_index(last, len(parent), path, insert=False))
+    raise PatchError(f"cannot remove {quoted(path)}: the parent of {quoted(last)} is a {_kind(parent)}")
 
 
 def _replace(doc: Any, path: str, value: Any) -> Any:
@@ -177,12 +205,12 @@ def _replace(doc: Any, path: str, value: Any) -> Any:
     last = segments[-1]
     if isinstance(parent, dict):
         if last not in parent:
-            raise PatchError(f"cannot replace {path!r}: key {last!r} does not exist")
+            raise PatchError(f"cannot replace {quoted(path)}: key {quoted(last)} does not exist")
         parent[last] = value
     elif isinstance(parent, list):
-        parent[_index(last, len(parent), path, insert=False)] = value
+        parent[list_index(last, len(parent), path, insert=False)] = value
     else:
-        raise PatchError(f"cannot replace {path!r}: the parent of {last!r} is a {_kind(parent)}")
+        raise PatchError(f"cannot replace {quoted(path)}: the parent of {quoted(last)} is a {_kind(parent)}")
     return doc
 
 
@@ -205,14 +233,14 @@ def _json_equal(a: Any, b: Any) -> bool:
 
 def _member(op: dict[str, Any], name: str) -> Any:
     if name not in op:
-        raise PatchError(f"{op.get('op')!r} operation is missing its {name!r} member: {op!r}")
+        raise PatchError(f"{quoted(op.get('op'))} operation is missing its {name!r} member: {quoted(op)}")
     return op[name]
 
 
 def _pointer_member(op: dict[str, Any], name: str) -> str:
     pointer = _member(op, name)
     if not isinstance(pointer, str):
-        raise PatchError(f"{name!r} must be a JSON Pointer string, got {pointer!r}")
+        raise PatchError(f"{name!r} must be a JSON Pointer string, got {quoted(pointer)}")
     return pointer
 
 
@@ -228,7 +256,7 @@ def apply_op(doc: Any, op: dict[str, Any]) -> Any:
     pointers that cannot be applied raise `PatchError`; a failed `test` too.
     """
     if not isinstance(op, dict):
-        raise PatchError(f"a patch operation must be a JSON object, got {op!r}")
+        raise PatchError(f"a patch operation must be a JSON object, got {quoted(op)}")
     kind = op.get("op")
     path = _pointer_member(op, "path")
     if kind == "add":
@@ -242,7 +270,7 @@ def apply_op(doc: Any, op: dict[str, Any]) -> Any:
         expected = _member(op, "value")
         actual = _get(doc, path)
         if not _json_equal(actual, expected):
-            raise PatchError(f"test failed at {path!r}: expected {expected!r}, found {actual!r}")
+            raise PatchError(f"test failed at {quoted(path)}: expected {quoted(expected)}, found {quoted(actual)}")
         return doc
     if kind == "copy":
         return apply_add(doc, path, copy.deepcopy(_get(doc, _pointer_member(op, "from"))))
@@ -253,14 +281,14 @@ def apply_op(doc: Any, op: dict[str, Any]) -> Any:
             _get(doc, source)  # must exist; moving a value onto itself changes nothing
             return doc
         if to_segments[: len(from_segments)] == from_segments:
-            raise PatchError(f"cannot move {source!r} into its own child {path!r}")
+            raise PatchError(f"cannot move {quoted(source)} into its own child {quoted(path)}")
         value = _remove(doc, source)
         try:
             return apply_add(doc, path, value)
         except PatchError:
             apply_add(doc, source, value)  # put it back: a failed op leaves the document as it was
             raise
-    raise PatchError(f"unknown patch operation {kind!r} (expected add, remove, replace, move, copy or test)")
+    raise PatchError(f"unknown patch operation {quoted(kind)} (expected add, remove, replace, move, copy or test)")
 
 
 def decode_path(doc: Any, path: str | Sequence[str]) -> tuple[str | int, ...]:
@@ -287,12 +315,12 @@ def decode_path(doc: Any, path: str | Sequence[str]) -> tuple[str | int, ...]:
             if segment == "-" and k == last:
                 index = len(node) - 1
             else:
-                index = _index(segment, len(node), pointer, insert=k == last)
+                index = list_index(segment, len(node), pointer, insert=k == last)
             decoded.append(index)
             if k < last:
                 node = node[index]
         else:
-            raise PatchError(f"cannot decode {pointer!r}: segment {segment!r} is inside a {_kind(node)}")
+            raise PatchError(f"cannot decode {quoted(pointer)}: segment {quoted(segment)} is inside a {_kind(node)}")
     return tuple(decoded)
 
 
