@@ -26,8 +26,10 @@ import requests
 from dottxt._patch import apply_add, ops_from_document
 from dottxt._schemas import OutputSchema
 from dottxt._streaming import PatchStream
+from dottxt._transport import Transport
 
 OUTPUT = OutputSchema({"type": "object"})
+TRANSPORT = Transport(api_key="benchmark", base_url="http://127.0.0.1:9")  # never used to send: the body is in memory
 
 
 def document(n_ops: int) -> dict:
@@ -44,12 +46,12 @@ def body_of(doc: dict) -> bytes:
     return b"".join(json.dumps(op).encode() + b"\n" for op in ops_from_document(doc))
 
 
-def patch_stream(body: bytes) -> PatchStream:
+def patch_stream(body: bytes) -> PatchStream[object]:
     """A PatchStream reading `body` from memory, as if it came over HTTP."""
     response = requests.Response()
     response.status_code = 200
     response.raw = io.BytesIO(body)
-    return PatchStream(lambda cancel: response, output=OUTPUT, release=lambda r: None)
+    return PatchStream(TRANSPORT, lambda cancel: response, output=OUTPUT)
 
 
 def ours(body: bytes) -> int:

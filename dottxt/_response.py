@@ -187,8 +187,9 @@ class ResponseStream(Generic[T]):
             if self._state == _OPEN:
                 self._state = _FINISHED if eof or done else _CLOSED
         self._transport.untrack(self)
-        if reusable:
-            response.raw.release_conn()  # a dropped connection is discarded when next taken from the pool
+        release = getattr(response.raw, "release_conn", None) if reusable else None
+        if release is not None:
+            release()  # back to the pool (a dropped connection is discarded when next taken from it)
         else:
             interrupt_response(response)
 
