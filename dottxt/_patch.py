@@ -157,6 +157,14 @@ def _get(doc: Any, pointer: str) -> Any:
     return node
 
 
+def _locate(doc: Any, path: str) -> tuple[Any, str] | None:
+    """The container `path` points into and its last segment; None for the root (`""`)."""
+    segments = pointer_segments(path)
+    if not segments:
+        return None
+    return _parent(doc, segments, path), segments[-1]
+
+
 def apply_add(doc: Any, path: str, value: Any) -> Any:
     """Apply one RFC 6902 `add` in place and return the (possibly new) root.
 
@@ -165,11 +173,10 @@ def apply_add(doc: Any, path: str, value: Any) -> Any:
     object. `value` is inserted as is, not copied. A pointer that cannot be
     applied raises `PatchError` naming the failing segment.
     """
-    segments = pointer_segments(path)
-    if not segments:
+    located = _locate(doc, path)
+    if located is None:
         return value
-    parent = _parent(doc, segments, path)
-    last = segments[-1]
+    parent, last = located
     if isinstance(parent, dict):
         parent[last] = value
     elif isinstance(parent, list):
@@ -183,11 +190,10 @@ def apply_add(doc: Any, path: str, value: Any) -> Any:
 
 def _remove(doc: Any, path: str) -> Any:
     """Remove the value at `path` (which must exist) and return it."""
-    segments = pointer_segments(path)
-    if not segments:
+    located = _locate(doc, path)
+    if located is None:
         raise PatchError("cannot remove the document root (path '')")
-    parent = _parent(doc, segments, path)
-    last = segments[-1]
+    parent, last = located
     if isinstance(parent, dict):
         if last not in parent:
             raise PatchError(f"cannot remove {quoted(path)}: key {quoted(last)} does not exist")
@@ -198,11 +204,10 @@ def _remove(doc: Any, path: str) -> Any:
 
 
 def _replace(doc: Any, path: str, value: Any) -> Any:
-    segments = pointer_segments(path)
-    if not segments:
+    located = _locate(doc, path)
+    if located is None:
         return value
-    parent = _parent(doc, segments, path)
-    last = segments[-1]
+    parent, last = located
     if isinstance(parent, dict):
         if last not in parent:
             raise PatchError(f"cannot replace {quoted(path)}: key {quoted(last)} does not exist")
