@@ -16,7 +16,13 @@ from typing import Any
 
 from ._cli import CLIError
 
-__all__ = ["load_schema", "concise_schema", "describe_source"]
+__all__ = ["SCHEMA_HELP", "load_schema", "concise_schema", "describe_source"]
+
+#: -s/--schema help, shared by generate, stream and batch.
+SCHEMA_HELP = (
+    "the schema the output must match: a JSON Schema file, inline JSON ('{...}'), "
+    "or fields like 'name, age int, bio: one sentence' (types str, int, float, bool)"
+)
 
 _CONCISE_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}
 _FIELD = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:\s+(?P<type>\S+))?$")
