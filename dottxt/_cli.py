@@ -358,26 +358,27 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
 
     sub = command("schema", "check a schema, or show the JSON Schema that -s makes")
     schema_commands = sub.add_subparsers(dest="schema_command", metavar="SUBCOMMAND", required=True)
-    check = schema_commands.add_parser(
-        "check",
-        help="validate a JSON Schema file (no key, no network)",
-        description="Validate a JSON Schema (file, inline JSON or concise fields) against the Draft 2020-12 "
-        "metaschema, offline.",
-        json_errors=json_errors,
-    )
-    _add_global_flags(check, top=False)
-    check.add_argument("file", metavar="FILE", help="the JSON Schema file (or any form -s takes)")
-    check.set_defaults(handler=_cmd_schema_check)
-    show = schema_commands.add_parser(
-        "show",
-        help="print the JSON Schema a -s argument makes",
-        description="Print the JSON Schema that SCHEMA (a file, inline JSON, or fields like 'name, age int, "
-        "bio: one sentence') makes, indented (one line with --json). No key, no network.",
-        json_errors=json_errors,
-    )
-    _add_global_flags(show, top=False)
-    show.add_argument("schema", metavar="SCHEMA", help="a JSON Schema file, inline JSON, or concise fields")
-    show.set_defaults(handler=_cmd_schema_show)
+    for name, help, description, argument, handler in (
+        (
+            "check",
+            "validate a JSON Schema file (no key, no network)",
+            "Validate a JSON Schema (a file, or any form -s takes) against the Draft 2020-12 metaschema, offline.",
+            ("file", "FILE", "the JSON Schema file (or any form -s takes)"),
+            _cmd_schema_check,
+        ),
+        (
+            "show",
+            "print the JSON Schema a -s argument makes",
+            "Print the JSON Schema that SCHEMA (a file, inline JSON, or fields like 'name, age int, "
+            "bio: one sentence') makes, indented (one line with --json). No key, no network.",
+            ("schema", "SCHEMA", "a JSON Schema file, inline JSON, or concise fields"),
+            _cmd_schema_show,
+        ),
+    ):
+        schema_command = schema_commands.add_parser(name, help=help, description=description, json_errors=json_errors)
+        _add_global_flags(schema_command, top=False)
+        schema_command.add_argument(argument[0], metavar=argument[1], help=argument[2])
+        schema_command.set_defaults(handler=handler)
 
     sub = command(
         "demo",
