@@ -31,6 +31,8 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report after Ctrl-C
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `git log | head -1` reports under `set -o pipefail`
 
+#: What a bare `dottxt fake-gateway` serves: the fake's own model, and the one the docs' snippets use.
+FAKE_GATEWAY_MODELS = ("dottxt/fake-model", "openai/gpt-oss-20b")
 _MODEL_HINT = "run `dottxt models` to list the models your key can use, then set DOTTXT_MODEL or pass --model"
 
 
@@ -151,16 +153,33 @@ def _log() -> logging.Logger:
 _VERBOSE_LOGGERS = ("dottxt", "urllib3")
 
 
-def _enable_verbose() -> None:
-    """Send the SDK's ("dottxt") and urllib3's diagnostics to stderr, key redacted.
+class _SinceStart:
+    """Log filter stamping each record with `since_start`: ms since the command started (the `[... ms]` column).
 
-    Idempotent: a second `main()` in the same process replaces the handler instead of adding one.
+    The same clock as the durations in the messages, so `[664 ms] generated in 374 ms` follows a
+    `[290 ms] sending the request` line instead of contradicting it.
+    """
+
+    def __init__(self, origin: float) -> None:
+        self.origin = origin
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.since_start = (record.created - self.origin) * 1000.0
+        return True
+
+
+def _enable_verbose(origin: float) -> None:
+    """Send the SDK's ("dottxt") and urllib3's diagnostics to stderr, key redacted, timed from `origin`.
+
+    `origin` is the command's start on the `time.time()` clock. Idempotent: a second `main()` in the
+    same process replaces the handler instead of adding one.
     """
     import logging
 
     handler = logging.StreamHandler(sys.stderr)
     handler.set_name("dottxt-cli-verbose")
-    handler.setFormatter(logging.Formatter(f"{PROG}: [%(relativeCreated)5.0f ms] %(message)s"))
+    handler.setFormatter(logging.Formatter(f"{PROG}: [%(since_start)5.0f ms] %(message)s"))
+    handler.addFilter(_SinceStart(origin))
     handler.addFilter(_redactor)
     for name in _VERBOSE_LOGGERS:
         logger = logging.getLogger(name)
@@ -233,11 +252,12 @@ def _add_global_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
 
 
 def _add_generation_args(parser: argparse.ArgumentParser) -> None:
+    from ._cli_schema import SCHEMA_HELP
+
     parser.add_argument("-m", "--model", help="model id (default: $DOTTXT_MODEL)")
-    parser.add_argument(
-        "-s", "--schema", required=True, metavar="SCHEMA_FILE", help="JSON Schema file the output must match"
-    )
+    parser.add_argument("-s", "--schema", required=True, metavar="SCHEMA", help=SCHEMA_HELP)
     parser.add_argument("prompt", nargs="?", metavar="PROMPT", help="the prompt (default: read from stdin)")
+    parser.add_argument("--system", metavar="TEXT", help="a system message sent before the prompt")
     parser.add_argument("--temperature", type=float, help="sampling temperature")
     parser.add_argument("--max-tokens", type=int, metavar="N", help="stop after N tokens")
     parser.add_argument("--seed", type=int, help="sampling seed")
@@ -304,7 +324,8 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     sub = command(
         "generate",
         "generate one JSON document matching a schema",
-        "Generate one JSON document matching SCHEMA_FILE and print it (indented; one line with --json).",
+        "Generate one JSON document matching SCHEMA and print it (indented; one line with --json). "
+        "On a terminal, the time waited so far is shown on stderr.",
     )
     _add_generation_args(sub)
     sub.set_defaults(handler=_cmd_generate)
@@ -312,9 +333,17 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     sub = command(
         "stream",
         "stream a generation as JSON Patch ops, one per line",
-        "Stream a generation as RFC 6902 JSON Patch ops: one JSON object per line, each printed the moment it arrives.",
+        "Stream a generation. On a terminal: each field on its own line the moment it arrives, with its time "
+        "since the request, then the result. Piped, or with --ndjson: RFC 6902 JSON Patch ops, one JSON object "
+        "per line, each printed the moment it arrives.",
     )
     _add_generation_args(sub)
+    sub.add_argument("--ndjson", action="store_true", help="print the ops as NDJSON even on a terminal")
+    sub.add_argument(
+        "--record",
+        metavar="FILE",
+        help='also write each op to FILE as {"ms": <since the request>, "op": {...}} (FakeGateway.replay plays it)',
+    )
     sub.set_defaults(handler=_cmd_stream)
 
     from ._cli_batch import add_batch_arguments, cmd_batch
@@ -327,17 +356,29 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     add_batch_arguments(sub)
     sub.set_defaults(handler=cmd_batch)
 
-    sub = command("schema", "work with JSON Schema files")
+    sub = command("schema", "check a schema, or show the JSON Schema that -s makes")
     schema_commands = sub.add_subparsers(dest="schema_command", metavar="SUBCOMMAND", required=True)
-    check = schema_commands.add_parser(
-        "check",
-        help="validate a JSON Schema file (no key, no network)",
-        description="Validate a JSON Schema file against the Draft 2020-12 metaschema, offline.",
-        json_errors=json_errors,
-    )
-    _add_global_flags(check, top=False)
-    check.add_argument("file", metavar="FILE", help="the JSON Schema file")
-    check.set_defaults(handler=_cmd_schema_check)
+    for name, help, description, argument, handler in (
+        (
+            "check",
+            "validate a JSON Schema file (no key, no network)",
+            "Validate a JSON Schema (a file, or any form -s takes) against the Draft 2020-12 metaschema, offline.",
+            ("file", "FILE", "the JSON Schema file (or any form -s takes)"),
+            _cmd_schema_check,
+        ),
+        (
+            "show",
+            "print the JSON Schema a -s argument makes",
+            "Print the JSON Schema that SCHEMA (a file, inline JSON, or fields like 'name, age int, "
+            "bio: one sentence') makes, indented (one line with --json). No key, no network.",
+            ("schema", "SCHEMA", "a JSON Schema file, inline JSON, or concise fields"),
+            _cmd_schema_show,
+        ),
+    ):
+        schema_command = schema_commands.add_parser(name, help=help, description=description, json_errors=json_errors)
+        _add_global_flags(schema_command, top=False)
+        schema_command.add_argument(argument[0], metavar=argument[1], help=argument[2])
+        schema_command.set_defaults(handler=handler)
 
     sub = command(
         "demo",
@@ -369,7 +410,10 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     )
     sub.add_argument("--api-key", metavar="KEY", help="accept only this key (default: any key)")
     sub.add_argument(
-        "--model", action="append", metavar="ID", help="a model to serve (repeatable; default dottxt/fake-model)"
+        "--model",
+        action="append",
+        metavar="ID",
+        help=f"a model to serve (repeatable; default {' and '.join(FAKE_GATEWAY_MODELS)})",
     )
     sub.set_defaults(handler=_cmd_fake_gateway)
     return parser
@@ -417,35 +461,11 @@ def _model(args: argparse.Namespace) -> str:
     return model
 
 
-def _read_schema(path: str) -> dict[str, Any]:
-    """The JSON Schema in `path`, checked; a CLIError saying what is wrong (and where) otherwise."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except FileNotFoundError:
-        raise CLIError(f"schema file not found: {path}") from None
-    except IsADirectoryError:
-        raise CLIError(f"schema file {path} is a directory, not a file") from None
-    except UnicodeDecodeError:
-        raise CLIError(f"schema file {path} is not UTF-8 text") from None
-    except OSError as exc:
-        raise CLIError(f"cannot read schema file {path}: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CLIError(
-            f"schema file {path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
-        ) from None
-    if not isinstance(data, dict):
-        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(data), "a number")
-        raise CLIError(f"schema file {path} holds {kind}, not a JSON Schema object")
-    from ._errors import InvalidSchemaError
-    from ._schemas import normalize_schema
+def _read_schema(spec: str) -> dict[str, Any]:
+    """The checked JSON Schema `-s SPEC` means (file, inline JSON or concise fields); a CLIError otherwise."""
+    from ._cli_schema import load_schema
 
-    try:
-        return normalize_schema(data)
-    except InvalidSchemaError as exc:
-        raise CLIError(f"{path}: {exc}") from None
+    return load_schema(spec)
 
 
 def _prompt(args: argparse.Namespace) -> str:
@@ -462,6 +482,20 @@ def _prompt(args: argparse.Namespace) -> str:
     if not prompt.strip():
         raise CLIError(f"the prompt from {source} is empty")
     return prompt
+
+
+def _input(args: argparse.Namespace, prompt: str) -> str | list[dict[str, str]]:
+    """The request's input: the prompt, after the --system message when one is given."""
+    if args.system is None:
+        return prompt
+    return [{"role": "system", "content": args.system}, {"role": "user", "content": prompt}]
+
+
+def _isatty(stream: TextIO | None) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _generation_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -595,10 +629,19 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     model = _model(args)
     schema = _read_schema(args.schema)
     prompt = _prompt(args)
-    start = time.perf_counter()
+    from contextlib import nullcontext
+
+    from ._cli_live import Ticker
+
     with _client() as client:
+        _log().debug("sending the request")
+        start = time.perf_counter()
+        show_time = _isatty(sys.stderr) and not args.json and not args.verbose  # --verbose logs there instead
         try:
-            result = client.generate(model=model, response_format=schema, input=prompt, **_generation_options(args))
+            with Ticker(sys.stderr, "generating", start) if show_time else nullcontext():
+                result = client.generate(
+                    model=model, response_format=schema, input=_input(args, prompt), **_generation_options(args)
+                )
         except Exception as exc:
             raise CLIError(_explain(exc, model=model, base_url=client.base_url)) from exc
     _log().debug("generated in %.0f ms", _ms_since(start))
@@ -607,26 +650,42 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_stream(args: argparse.Namespace) -> int:
-    """Print each patch op as one JSON line the moment it arrives; check the final document."""
+    """Stream ops: the live view on a terminal, else one JSON line per op; check the final document."""
     model = _model(args)
     schema = _read_schema(args.schema)
     prompt = _prompt(args)
+    from contextlib import ExitStack
+
+    from ._cli_live import LiveView, OpRecorder
+
     log = _log()
     count = 0
-    start = time.perf_counter()
-    with _client() as client:
+    with _client() as client, ExitStack() as stack:
         from ._errors import APIConnectionError
 
+        recorder = stack.enter_context(OpRecorder(args.record)) if args.record else None
+        log.debug("sending the request")
+        start = time.perf_counter()
+        live = _isatty(sys.stdout) and not (args.ndjson or args.json)
+        view = stack.enter_context(LiveView(sys.stdout, start)) if live else None
         try:
             with client.stream(
-                model=model, response_format=schema, input=prompt, **_generation_options(args)
+                model=model, response_format=schema, input=_input(args, prompt), **_generation_options(args)
             ) as stream:
                 for event in stream:
+                    ms = _ms_since(start)
                     if count == 0:
-                        log.debug("first op after %.0f ms", _ms_since(start))
+                        log.debug("first op after %.0f ms", ms)
                     count += 1
-                    _emit(_dumps(event.op, sys.stdout))
-                stream.result()  # the final document must match the schema
+                    if recorder is not None:
+                        recorder.write(event.op, ms)
+                    if view is None:
+                        _emit(_dumps(event.op, sys.stdout))
+                    elif event.is_leaf:
+                        view.field(event.field, event.value, ms)
+                result = stream.result()  # the final document must match the schema
+            if view is not None:
+                view.result(result, _ms_since(start), ascii_only=_ascii_only(sys.stdout))
         except BrokenPipeError:
             raise  # stdout was closed: main() exits 141
         except Exception as exc:
@@ -644,6 +703,12 @@ def _cmd_schema_check(args: argparse.Namespace) -> int:
         _emit_json({"status": "ok", "schema_file": args.file})
     else:
         _emit(f"ok: {args.file}")
+    return EXIT_OK
+
+
+def _cmd_schema_show(args: argparse.Namespace) -> int:
+    """Print the JSON Schema a -s argument makes: indented, or one line with --json."""
+    _emit_json(_read_schema(args.schema), pretty=not args.json)
     return EXIT_OK
 
 
@@ -677,8 +742,7 @@ def _cmd_fake_gateway(args: argparse.Namespace) -> int:
     if args.api_key:
         options["api_key"] = args.api_key
         _redactor.secrets.add(args.api_key)
-    if args.model:
-        options["models"] = tuple(args.model)
+    options["models"] = tuple(args.model or FAKE_GATEWAY_MODELS)
     try:
         gateway = FakeGateway(**options)
     except OSError as exc:
@@ -741,13 +805,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    started = time.time()
     arguments = list(sys.argv[1:] if argv is None else argv)
     json_mode = _json_requested(arguments)
     try:
         args = build_parser(json_errors=json_mode).parse_args(arguments)
         json_mode = bool(args.json)
         if args.verbose:
-            _enable_verbose()
+            _enable_verbose(started)
         status: int = args.handler(args)
         sys.stdout.flush()
         return status

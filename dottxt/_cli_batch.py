@@ -36,6 +36,7 @@ from ._cli import (
     _redact_secrets,
     _report_error,
 )
+from ._cli_schema import SCHEMA_HELP
 
 __all__ = ["add_batch_arguments", "cmd_batch", "read_inputs", "read_finished", "BadInputLine", "Record"]
 
@@ -71,9 +72,7 @@ def _positive_int(text: str) -> int:
 def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     """The `dottxt batch` options and arguments."""
     parser.add_argument("-m", "--model", help="model id (default: $DOTTXT_MODEL)")
-    parser.add_argument(
-        "-s", "--schema", required=True, metavar="SCHEMA", help="JSON Schema file every output must match"
-    )
+    parser.add_argument("-s", "--schema", required=True, metavar="SCHEMA", help=SCHEMA_HELP)
     parser.add_argument("input", metavar="INPUT.jsonl", help="one prompt per line: a JSON string or {id, input}")
     parser.add_argument(
         "-o", "--output", required=True, metavar="OUTPUT.jsonl", help="appended to; ids already in it are skipped"

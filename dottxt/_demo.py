@@ -25,6 +25,7 @@ __all__ = [
     "intro",
     "format_arrival",
     "outro",
+    "NEXT_STEP",
     "summary_dict",
 ]
 
@@ -33,6 +34,9 @@ DEFAULT_OP_DELAY = 0.04
 _MODEL = "dottxt/fake-model"
 _KEY = "demo-key"  # the in-process gateway's own key: nothing real is ever sent anywhere
 _VALUE_WIDTH = 34
+_WIDTH = 80  # every line fits an 80-column terminal
+#: The demo's last line: where to go from here.
+NEXT_STEP = "Next: run `dottxt fake-gateway`, then `dottxt stream -s 'intent, reply' 'Help!'`"
 
 
 class SupportTicket(BaseModel):
@@ -109,7 +113,7 @@ def intro(op_delay: float) -> list[str]:
     """The lines printed before the stream starts."""
     return [
         "Triaging a support ticket with a local fake gateway (no key, no network needed).",
-        f"Ticket: {TICKET}",
+        *textwrap.wrap(f"Ticket: {TICKET}", width=_WIDTH, subsequent_indent="  "),
         f"Each field is printed the moment its patch op arrives ({op_delay * 1000:.0f} ms per op;",
         "longer strings take proportionally longer):",
         "",
@@ -140,11 +144,11 @@ def outro(arrivals: list[Arrival]) -> list[str]:
         lines += ["Reply:", *textwrap.wrap(reply, width=76, initial_indent="  ", subsequent_indent="  "), ""]
     summary = summary_dict(arrivals)
     if summary["lead_ms"] is not None:
-        lines.append(
-            f"Routing was decided {summary['lead_ms']} ms before the reply landed "
-            f"(intent at {summary['routing_decided_ms']} ms, reply at {summary['reply_landed_ms']} ms)."
-        )
-    return lines
+        lines += [
+            f"Routing was decided {summary['lead_ms']} ms before the reply landed",
+            f"(intent at {summary['routing_decided_ms']} ms, reply at {summary['reply_landed_ms']} ms).",
+        ]
+    return [*lines, "", NEXT_STEP]
 
 
 def summary_dict(arrivals: list[Arrival]) -> dict[str, Any]:

@@ -748,10 +748,11 @@ def test_demo_prints_each_field_with_its_time_then_the_lead(runs: dict[str, Case
     assert [row[1] for row in rows[:2]] == ["billing", "high"]
     times = [int(row[2]) for row in rows]
     assert times == sorted(times)
-    closing = case.stdout.rstrip("\n").splitlines()[-1]
-    match = re.match(r"Routing was decided (\d+) ms before the reply landed", closing)
-    assert match is not None, closing
+    match = re.search(r"^Routing was decided (\d+) ms before the reply landed", case.stdout, re.MULTILINE)
+    assert match is not None, case.stdout
     assert int(match.group(1)) == times[2] - times[0]
+    last = case.stdout.rstrip("\n").splitlines()[-1]
+    assert last.startswith("Next: ") and len(last) <= 80, "the last line suggests a next step and fits 80 columns"
 
 
 def test_demo_json_gives_one_record_per_field_then_a_summary(runs: dict[str, Case]) -> None:
@@ -781,7 +782,7 @@ def test_fake_gateway_serves_until_ctrl_c(tmp_path: Path) -> None:
         assert match is not None, first
         base_url = match.group(1)
         with DotTxt(api_key=SECRET, base_url=base_url, max_retries=0) as client:
-            assert [model.id for model in client.models.list()] == [MODEL]
+            assert [model.id for model in client.models.list()] == [MODEL, "openai/gpt-oss-20b"], "the docs' model too"
         with DotTxt(api_key="wrong", base_url=base_url, max_retries=0) as client:
             with pytest.raises(AuthenticationError):
                 client.models.list()
@@ -949,7 +950,7 @@ def test_fake_gateway_stops_on_sigint_even_as_a_background_job(tmp_path: Path) -
         assert process.stdout is not None
         info = json.loads(read_line(process.stdout))
         with DotTxt(api_key="anything", base_url=info["base_url"], max_retries=0) as client:
-            assert [model.id for model in client.models.list()] == [MODEL]
+            assert [model.id for model in client.models.list()] == [MODEL, "openai/gpt-oss-20b"]
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=10)
     finally:

@@ -41,12 +41,14 @@ import random
 import re
 import string
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, TypeGuard
 from urllib.parse import unquote
 
 from jsonschema.validators import validator_for
+
+from ._prompt import Prompt
 
 __all__ = ["DocumentGenerationError", "generate_document"]
 
@@ -141,22 +143,25 @@ def generate_document(
     *,
     max_depth: int = 6,
     attempts: int = 8,
+    prompt: str | None = None,
 ) -> Any:
     """A plausible document valid against `schema`, the same for the same `rng` seed.
 
     `rng` is a `random.Random` (advanced in place) or a seed for a new one. The result
     is checked with jsonschema and regenerated up to `attempts` times; see the module
-    docstring for what is (not) supported.
+    docstring for what is (not) supported. With a `prompt`, the answer follows it where
+    the schema allows: an enum value its words point to, free text partly in its words.
     """
     if not isinstance(rng, random.Random):
         rng = random.Random(rng if rng is not None else 0)
     if isinstance(schema, Mapping) and schema.get("type") in ("structural-tag", "structural_tag"):
         return _sentence(rng)
-    gen = _Generator(schema, rng, max_depth=max_depth)
+    gen = _Generator(schema, rng, max_depth=max_depth, prompt=Prompt(prompt) if prompt else None)
     doc = gen.generate()
     for _ in range(attempts - 1):
         if gen.is_valid(doc, schema):
             return doc
+        gen.prompt = None  # what the prompt points to may be what fails (a unique array of one enum value)
         doc = gen.generate()
     return doc
 
@@ -164,9 +169,9 @@ def generate_document(
 # --------------------------------------------------------------------------- text
 
 
-def _sentence(rng: random.Random, *, allow_quotes: bool = True) -> str:
-    """One sentence of 5-12 words, now and then with a quoted word or a comma."""
-    words = [rng.choice(WORDS) for _ in range(rng.randint(5, 12))]
+def _sentence(rng: random.Random, *, allow_quotes: bool = True, vocabulary: Sequence[str] = WORDS) -> str:
+    """One sentence of 5-12 words of `vocabulary`, now and then with a quoted word or a comma."""
+    words = [rng.choice(vocabulary) for _ in range(rng.randint(5, 12))]
     words[0] = words[0][:1].upper() + words[0][1:]
     if allow_quotes and rng.random() < 0.25:
         i = rng.randrange(len(words))
@@ -176,9 +181,9 @@ def _sentence(rng: random.Random, *, allow_quotes: bool = True) -> str:
     return " ".join(words) + rng.choice(".....!?")
 
 
-def _long_text(rng: random.Random) -> str:
+def _long_text(rng: random.Random, vocabulary: Sequence[str] = WORDS) -> str:
     """Two to four sentences, sometimes split into paragraphs or ending with an emoji."""
-    sentences = [_sentence(rng) for _ in range(rng.randint(2, 4))]
+    sentences = [_sentence(rng, vocabulary=vocabulary) for _ in range(rng.randint(2, 4))]
     sep = "\n\n" if rng.random() < 0.3 else " "
     text = sep.join(sentences)
     if rng.random() < 0.2:
@@ -500,10 +505,12 @@ def _is_terminal(schema: Any) -> bool:
 class _Generator:
     """Walks one root schema; `rng` drives every choice so a seed fixes the document."""
 
-    def __init__(self, root: Any, rng: random.Random, *, max_depth: int) -> None:
+    def __init__(self, root: Any, rng: random.Random, *, max_depth: int, prompt: Prompt | None = None) -> None:
         self.root = root
         self.rng = rng
         self.max_depth = max_depth
+        self.prompt = prompt
+        self.words: tuple[str, ...] = prompt.vocabulary(WORDS) if prompt is not None else WORDS
         self._validator: Any = None
         try:
             cls = validator_for(root) if isinstance(root, Mapping) else validator_for({})
@@ -609,7 +616,8 @@ class _Generator:
         if isinstance(schema.get("enum"), list) and schema["enum"]:
             rest = {k: v for k, v in schema.items() if k != "enum"}
             options = [v for v in schema["enum"] if self.is_valid(v, rest)] or schema["enum"]
-            return json.loads(json.dumps(self.rng.choice(options)))
+            heard = self.prompt.choose(options) if self.prompt is not None else None
+            return json.loads(json.dumps(heard if heard is not None else self.rng.choice(options)))
 
         return self._typed(schema, self._pick_type(schema, minimal), **kw)
 
@@ -681,7 +689,7 @@ class _Generator:
             return handlers[t](schema, **kw)
         if t is None:
             return self._any(kw["minimal"])
-        return _sentence(self.rng)  # an unknown type name: text is the best guess
+        return _sentence(self.rng, vocabulary=self.words)  # an unknown type name: text is the best guess
 
     def _any(self, minimal: bool) -> Any:
         """A small value for the empty schema / `true` (never a container)."""
@@ -818,17 +826,19 @@ class _Generator:
 
         tokens = _name_tokens(name)
         if tokens and tokens[-1] in _LONG_TEXT_NAMES:
-            s = _long_text(rng)
+            s = _long_text(rng, self.words)
         elif tokens and tokens[-1] in _TITLE_NAMES:
-            s = " ".join(rng.choice(WORDS).capitalize() for _ in range(rng.randint(1, 3)))
+            s = " ".join(rng.choice(self.words).capitalize() for _ in range(rng.randint(1, 3)))
         elif tokens and tokens[-1] == "email":
             s = self._formatted("email", name) or ""
         elif tokens and tokens[-1] in _URL_NAMES:
             s = self._formatted("uri", name) or ""
         else:
-            s = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 3)))
+            s = " ".join(rng.choice(self.words) for _ in range(rng.randint(1, 3)))
         while len(s) < min_l:
-            s += " " + (_sentence(rng, allow_quotes=False) if min_l - len(s) > 40 else rng.choice(WORDS))
+            s += " " + (
+                _sentence(rng, allow_quotes=False, vocabulary=self.words) if min_l - len(s) > 40 else rng.choice(WORDS)
+            )
         if max_l is not None and len(s) > max_l:
             s = s[:max_l].rstrip()
         while len(s) < min_l:
