@@ -24,6 +24,7 @@ the server log `browser left after N ops`. Try it offline with
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 from collections.abc import Iterator
 from typing import Literal
@@ -82,6 +83,7 @@ document.getElementById("f").onsubmit = (e) => {
 def create_app(client: DotTxt | None = None) -> Flask:
     """The Flask app; pass a client (e.g. in tests), or one is made from DOTTXT_* and closed at exit."""
     app = Flask(__name__)
+    app.logger.setLevel(logging.INFO)  # Flask logs only warnings by default: the hang-up line is info
     if client is None:
         client = DotTxt()
         atexit.register(client.close)
