@@ -23,7 +23,7 @@ from ._params import GenerationParams, Input, RequestOptions, chat_request, chec
 from ._schemas import OutputSchema
 from ._streaming import ChatCompletionStream, PatchStream
 from ._transport import CancelToken, Timeout, Transport, is_header_safe
-from ._types import ChatCompletion, Model, ModelPage, Record
+from ._types import ChatCompletion, Model, ModelPage, Record, loose_record
 
 if TYPE_CHECKING:
     import queue
@@ -249,7 +249,7 @@ def _record(transport: Transport, cls: type[R], response: requests.Response, *, 
         return cls.model_validate(data)
     except ValueError as exc:  # pydantic's ValidationError
         if not strict and isinstance(data, dict):
-            return cast(R, Record.model_validate(data))  # passed through as sent, attribute access kept
+            return cast(R, loose_record(data))  # passed through as sent, attribute access kept
         raise _bad_answer(transport, response, f"is not a {cls.__name__}") from exc
 
 
