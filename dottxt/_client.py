@@ -19,6 +19,7 @@ from ._batch import BatchItem, generate_many
 from ._credentials import credentials_path, load_api_key
 from ._errors import APIStatusError, InvalidOutputError
 from ._lines import DEFAULT_MAX_LINE_BYTES, loads
+from ._logging import log_from_env
 from ._params import GenerationParams, Input, RequestOptions, chat_request, check_timeout, merge_body, options
 from ._schemas import OutputSchema
 from ._streaming import ChatCompletionStream, PatchStream
@@ -343,6 +344,7 @@ class DotTxt(ClientConfig):
         )
         self.models = Models(self._transport)
         self.chat = Chat(self._transport)
+        log_from_env(self.api_key, f"{self!r}, timeout={self.timeout!r}, max_retries={self.max_retries}")
 
     def __enter__(self) -> DotTxt:
         return self

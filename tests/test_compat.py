@@ -41,7 +41,11 @@ ANSWER = {"role": "assistant", "content": json.dumps(DOCUMENT)}
 
 def completion(message: Any = ANSWER, finish_reason: Any = "stop") -> dict[str, Any]:
     """A chat completion whose one choice holds `message` (by default, DOCUMENT as JSON)."""
-    return {"id": "c1", "object": "chat.completion", "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}]}
+    return {
+        "id": "c1",
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
+    }
 
 
 class Canned:
@@ -51,7 +55,9 @@ class Canned:
     included), headers and body from `server.connections`.
     """
 
-    def __init__(self, *, models: Any = None, chat: Any = None, status: int = 200, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *, models: Any = None, chat: Any = None, status: int = 200, headers: dict[str, str] | None = None
+    ) -> None:
         self.models = {"object": "list", "data": [{"id": MODEL, "object": "model"}]} if models is None else models
         self.chat = completion() if chat is None else chat
         self.status = status
@@ -365,7 +371,9 @@ def test_dottxt_log_leaves_an_application_configured_logger_alone(
 
 
 @pytest.fixture
-def cli(isolated_env: None, monkeypatch: pytest.MonkeyPatch, servers: Callable[..., RawServer]) -> Callable[..., RawServer]:
+def cli(
+    isolated_env: None, monkeypatch: pytest.MonkeyPatch, servers: Callable[..., RawServer]
+) -> Callable[..., RawServer]:
     """Point the CLI (run in-process) at a Canned server made with the given keywords; the key in DOTTXT_API_KEY."""
 
     def start(**canned: Any) -> RawServer:
@@ -382,7 +390,10 @@ def credentials() -> Path:
     return Path(os.environ["XDG_CONFIG_HOME"]) / "dottxt" / "credentials.json"
 
 
-@pytest.mark.parametrize(("argv", "expected"), [(["--version"], dottxt.__version__), (["--json", "--version"], json.dumps(dottxt.__version__))])
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [(["--version"], dottxt.__version__), (["--json", "--version"], json.dumps(dottxt.__version__))],
+)
 def test_6_version_prints_the_version_alone(argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         main(argv)
@@ -401,7 +412,9 @@ def test_7_no_command_prints_the_help_and_exits_0(capsys: pytest.CaptureFixture[
 
 
 @pytest.mark.parametrize(("typed", "meant"), [("genrate", "generate"), ("modles", "models"), ("lgout", "logout")])
-def test_a_mistyped_command_gets_a_did_you_mean_hint(typed: str, meant: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_mistyped_command_gets_a_did_you_mean_hint(
+    typed: str, meant: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exited:
         main([typed])
     assert exited.value.code == 2
@@ -418,7 +431,12 @@ def test_8_login_json_has_the_upstream_keys(cli: Callable[..., RawServer], capsy
     cli()
     assert main(["--json", "login"]) == 0
     payload = json.loads(capsys.readouterr().out)
-    assert payload | {"path": "", "source": ""} == payload | {"status": "ok", "path": "", "source": "", "models_available": 1}
+    assert payload | {"path": "", "source": ""} == payload | {
+        "status": "ok",
+        "path": "",
+        "source": "",
+        "models_available": 1,
+    }
     assert (payload["path"], payload["source"]) == (str(credentials()), "env")
 
 
