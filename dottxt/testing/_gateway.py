@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from types import TracebackType
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
@@ -299,7 +299,7 @@ class _Handler(BaseHTTPRequestHandler):
             if method != "GET":
                 self._error(405, f"Method {method} not allowed on {path}", code="method_not_allowed")
             elif self._authorized():
-                self._models(route[len("/v1/models/") :] if route != "/v1/models" else None)
+                self._models(unquote(route[len("/v1/models/") :]) if route != "/v1/models" else None)  # %2F: "/"
         elif route == "/v1/chat/completions":
             if method != "POST":
                 self._error(405, f"Method {method} not allowed on {path}", code="method_not_allowed")
