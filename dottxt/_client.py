@@ -220,16 +220,23 @@ def open_stream(
     )
 
 
+_NOT_JSON = object()  # a 2xx body that does not parse: output of the wrong shape too, not a status error
+
+
 def _first_choice(transport: Transport, response: requests.Response, model: str) -> tuple[str | None, str | None]:
     """The first choice's content and finish_reason; InvalidOutputError for a 200 of the wrong shape."""
-    data = _json_of(transport, response)
+    try:
+        data = loads(response.content)
+    except ValueError:
+        data = _NOT_JSON
     choices = data.get("choices") if isinstance(data, dict) else None
     choice = choices[0] if isinstance(choices, list) and choices else None
     message = choice.get("message") if isinstance(choice, dict) else None
     content = message.get("content") if isinstance(message, dict) else None
     finish_reason = choice.get("finish_reason") if isinstance(choice, dict) else None
     problem = (
-        "has no choices" if choice is None
+        "is not JSON" if data is _NOT_JSON
+        else "has no choices" if choice is None
         else "has a finish_reason that is not a string" if not (finish_reason is None or isinstance(finish_reason, str))
         else "has message content that is not a string" if not (content is None or isinstance(content, str))
         else None
