@@ -1,6 +1,6 @@
 """The `dottxt` command line: login, logout, models, generate, stream, batch, schema check, demo, fake-gateway.
 
-Top-level imports are the standard library and `dottxt._version` only, so that
+Top-level imports are the standard library, `dottxt._version` and `dottxt._logging` only, so that
 `dottxt --version` and `dottxt --help` start fast; each command imports the client lazily.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import sys
@@ -15,6 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
+from ._logging import enable, redactor
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -126,22 +128,7 @@ def _silence_stdout() -> None:
 # --------------------------------------------------------------------------- verbose diagnostics
 
 
-class _RedactingFilter:
-    """Replaces every secret (the API key) in a log record's text with `***` before it is printed."""
-
-    def __init__(self) -> None:
-        self.secrets: set[str] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        for secret in self.secrets:
-            if secret:
-                text = text.replace(secret, "***")
-        record.msg, record.args = text, None
-        return True
-
-
-_redactor = _RedactingFilter()
+_redactor = redactor  # the SDK's one key-redacting log filter (dottxt._logging)
 
 
 def _log() -> logging.Logger:
@@ -150,10 +137,7 @@ def _log() -> logging.Logger:
     return logging.getLogger("dottxt.cli")
 
 
-_VERBOSE_LOGGERS = ("dottxt", "urllib3")
-
-
-class _SinceStart:
+class _SinceStart(logging.Filter):
     """Log filter stamping each record with `since_start`: ms since the command started (the `[... ms]` column).
 
     The same clock as the durations in the messages, so `[664 ms] generated in 374 ms` follows a
@@ -161,6 +145,7 @@ class _SinceStart:
     """
 
     def __init__(self, origin: float) -> None:
+        super().__init__()
         self.origin = origin
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -169,24 +154,12 @@ class _SinceStart:
 
 
 def _enable_verbose(origin: float) -> None:
-    """Send the SDK's ("dottxt") and urllib3's diagnostics to stderr, key redacted, timed from `origin`.
-
-    `origin` is the command's start on the `time.time()` clock. Idempotent: a second `main()` in the
-    same process replaces the handler instead of adding one.
-    """
+    """Send the SDK's ("dottxt") and urllib3's diagnostics to stderr, key redacted, timed from `origin`."""
     import logging
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.set_name("dottxt-cli-verbose")
-    handler.setFormatter(logging.Formatter(f"{PROG}: [%(since_start)5.0f ms] %(message)s"))
-    handler.addFilter(_SinceStart(origin))
-    handler.addFilter(_redactor)
-    for name in _VERBOSE_LOGGERS:
-        logger = logging.getLogger(name)
-        for old in [h for h in logger.handlers if h.get_name() == handler.get_name()]:
-            logger.removeHandler(old)
-        logger.setLevel(logging.DEBUG)
-        logger.addHandler(handler)
+    enable(
+        logging.DEBUG, stream=sys.stderr, fmt=f"{PROG}: [%(since_start)5.0f ms] %(message)s", stamp=_SinceStart(origin)
+    )
 
 
 def _ms_since(start: float) -> float:
@@ -204,6 +177,9 @@ class _Parser(argparse.ArgumentParser):
         self.json_errors = json_errors
 
     def error(self, message: str) -> NoReturn:
+        from ._cli_compat import did_you_mean
+
+        message = did_you_mean(message)
         if self.json_errors:
             _report_error(f"{message} (see `{self.prog} --help`)", json_mode=True)
             self.exit(EXIT_USAGE)
@@ -293,11 +269,10 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         json_errors=json_errors,
     )
-    parser.add_argument(
-        "--version", action="version", version=f"{PROG} {__version__}", help="print the version and exit"
-    )
+    version = json.dumps(__version__) if json_errors else __version__  # alone, as upstream prints it
+    parser.add_argument("--version", action="version", version=version, help="print the version and exit")
     _add_global_flags(parser, top=True)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")  # none: the help, exit 0
 
     def command(name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=description or help, json_errors=json_errors)
@@ -318,7 +293,11 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     sub.set_defaults(handler=_cmd_logout)
 
     sub = command("models", "list the models your key can use")
-    sub.add_argument("--author", metavar="NAME", help="only models by NAME (the part before '/', or owned_by)")
+    sub.add_argument(
+        "--author",
+        metavar="NAME",
+        help="only models by NAME (their author field, else the part before '/' or owned_by)",
+    )
     sub.set_defaults(handler=_cmd_models)
 
     sub = command(
@@ -424,7 +403,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
 
 def _key_and_source() -> tuple[str | None, str]:
     """The API key the client would use, and where it comes from (for --verbose)."""
-    key = os.environ.get("DOTTXT_API_KEY")
+    key = os.environ.get("DOTTXT_API_KEY", "").strip()  # blank counts as unset
     if key:
         return key, "DOTTXT_API_KEY"
     from ._credentials import credentials_path, load_api_key
@@ -507,19 +486,21 @@ def _generation_options(args: argparse.Namespace) -> dict[str, Any]:
 def _explain(exc: BaseException, *, model: str | None = None, base_url: str | None = None) -> str:
     """One line telling the user what went wrong and, where there is one, what to do."""
     from . import _errors as errors
+    from ._cli_compat import server_detail
 
+    detail = server_detail(exc)  # the server's own words, its body when error.message is blank or missing
     if isinstance(exc, errors.AuthenticationError):
-        return f"the API key was rejected ({exc}); run `dottxt login` or set DOTTXT_API_KEY"
+        return f"the API key was rejected ({detail}); run `dottxt login` or set DOTTXT_API_KEY"
     if isinstance(exc, (errors.NotFoundError, errors.PermissionDeniedError)) and model:
-        return f"model {model!r} is not available with this API key ({exc}); {_MODEL_HINT}"
+        return f"model {model!r} is not available with this API key ({detail}); {_MODEL_HINT}"
     if isinstance(exc, errors.RateLimitError):
-        return f"rate limited by the API ({exc}), still after retrying; wait a moment and try again"
+        return f"rate limited by the API ({detail}), still after retrying; wait a moment and try again"
     if isinstance(exc, errors.InternalServerError):
-        return f"the API failed ({exc}); try again later"
+        return f"the API failed ({detail}); try again later"
     if isinstance(exc, errors.NotFoundError):
-        return f"the API answered not found ({exc}); is DOTTXT_BASE_URL right? it is {base_url}"
+        return f"the API answered not found ({detail}); is DOTTXT_BASE_URL right? it is {base_url}"
     if isinstance(exc, errors.APIStatusError):
-        return f"the API refused the request ({exc})"
+        return f"the API refused the request ({detail})"
     if isinstance(exc, errors.APITimeoutError):
         return f"timed out: {exc.message}"
     if isinstance(exc, errors.APIConnectionError):
@@ -552,21 +533,26 @@ def _cmd_login(args: argparse.Namespace) -> int:
                 key = ""
     if not key:
         raise CLIError("no API key given: set DOTTXT_API_KEY, pipe the key on stdin, or type it at the prompt")
+    from ._cli_compat import login_payload, model_records, server_detail
     from ._credentials import save_api_key
     from ._errors import AuthenticationError, DotTxtError
 
     start = time.perf_counter()
     with _client(key, source) as client:
         try:
-            count = len(client.models.list().data)
+            records, note = model_records(client)
         except AuthenticationError as exc:
-            raise CLIError(f"the API key from {source} was rejected ({exc}); nothing was stored") from None
+            detail = server_detail(exc)
+            raise CLIError(f"the API key from {source} was rejected ({detail}); nothing was stored") from None
         except DotTxtError as exc:
             raise CLIError(f"could not check the API key, nothing was stored: {_explain(exc)}") from None
+    count = len(records)
     _log().debug("key checked in %.0f ms (%d models)", _ms_since(start), count)
+    if note:
+        _note(args, note)
     path = save_api_key(key)
     if args.json:
-        _emit_json({"status": "ok", "credentials_file": str(path), "models": count})
+        _emit_json(login_payload(path, source, count))
     else:
         models = f"{count} model{'' if count == 1 else 's'}"
         _emit(f"Logged in: the key from {source} works ({models} available) and is stored in {path}")
@@ -575,12 +561,13 @@ def _cmd_login(args: argparse.Namespace) -> int:
 
 def _cmd_logout(args: argparse.Namespace) -> int:
     """Delete the stored key; not having one is fine too."""
+    from ._cli_compat import logout_payload
     from ._credentials import credentials_path, delete_api_key
 
     path = credentials_path()
     deleted = delete_api_key()
     if args.json:
-        _emit_json({"status": "ok", "deleted": deleted, "credentials_file": str(path)})
+        _emit_json(logout_payload(path, deleted))
     elif deleted:
         _emit(f"Logged out: deleted the key stored in {path}")
     else:
@@ -590,28 +577,21 @@ def _cmd_logout(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _author_matches(record: dict[str, Any], author: str) -> bool:
-    model_id = str(record.get("id", ""))
-    wanted = author.casefold()
-    prefix = model_id.split("/", 1)[0] if "/" in model_id else None
-    owner = record.get("owned_by")
-    return (prefix is not None and prefix.casefold() == wanted) or (
-        isinstance(owner, str) and owner.casefold() == wanted
-    )
-
-
 def _cmd_models(args: argparse.Namespace) -> int:
     """One id per line, the DOTTXT_MODEL one marked; --json: the records as the server sent them."""
+    from ._cli_compat import author_matches, model_records
+
     start = time.perf_counter()
     with _client() as client:
         try:
-            page = client.models.list()
+            records, note = model_records(client)
         except Exception as exc:
             raise CLIError(_explain(exc, base_url=client.base_url)) from exc
-    records = [model.model_dump() for model in page.data]
     _log().debug("listed %d models in %.0f ms", len(records), _ms_since(start))
+    if note:
+        _note(args, note)
     if args.author:
-        records = [record for record in records if _author_matches(record, args.author)]
+        records = [record for record in records if author_matches(record, args.author)]
     if args.json:
         _emit_json(records)
         return EXIT_OK
@@ -645,7 +625,12 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         except Exception as exc:
             raise CLIError(_explain(exc, model=model, base_url=client.base_url)) from exc
     _log().debug("generated in %.0f ms", _ms_since(start))
-    _emit_json(result, pretty=not args.json)
+    if args.json:  # upstream's keys: {"model", "prompt", "schema_summary", "result"}
+        from ._cli_compat import generate_payload
+
+        _emit_json(generate_payload(model, prompt, schema, result))
+    else:
+        _emit_json(result, pretty=True)
     return EXIT_OK
 
 
@@ -809,8 +794,12 @@ def _main(argv: Sequence[str] | None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     json_mode = _json_requested(arguments)
     try:
-        args = build_parser(json_errors=json_mode).parse_args(arguments)
+        parser = build_parser(json_errors=json_mode)
+        args = parser.parse_args(arguments)
         json_mode = bool(args.json)
+        if args.command is None:  # as upstream: the help, exit 0
+            parser.print_help()
+            return EXIT_OK
         if args.verbose:
             _enable_verbose(started)
         status: int = args.handler(args)

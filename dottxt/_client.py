@@ -19,11 +19,12 @@ from ._batch import BatchItem, generate_many
 from ._credentials import credentials_path, load_api_key
 from ._errors import APIStatusError, InvalidOutputError
 from ._lines import DEFAULT_MAX_LINE_BYTES, loads
+from ._logging import log_from_env
 from ._params import GenerationParams, Input, RequestOptions, chat_request, check_timeout, merge_body, options
 from ._schemas import OutputSchema
 from ._streaming import ChatCompletionStream, PatchStream
 from ._transport import CancelToken, Timeout, Transport, is_header_safe
-from ._types import ChatCompletion, Model, ModelPage, Record
+from ._types import ChatCompletion, Model, ModelPage, Record, loose_record
 
 if TYPE_CHECKING:
     import queue
@@ -219,16 +220,23 @@ def open_stream(
     )
 
 
+_NOT_JSON = object()  # a 2xx body that does not parse: output of the wrong shape too, not a status error
+
+
 def _first_choice(transport: Transport, response: requests.Response, model: str) -> tuple[str | None, str | None]:
     """The first choice's content and finish_reason; InvalidOutputError for a 200 of the wrong shape."""
-    data = _json_of(transport, response)
+    try:
+        data = loads(response.content)
+    except ValueError:
+        data = _NOT_JSON
     choices = data.get("choices") if isinstance(data, dict) else None
     choice = choices[0] if isinstance(choices, list) and choices else None
     message = choice.get("message") if isinstance(choice, dict) else None
     content = message.get("content") if isinstance(message, dict) else None
     finish_reason = choice.get("finish_reason") if isinstance(choice, dict) else None
     problem = (
-        "has no choices" if choice is None
+        "is not JSON" if data is _NOT_JSON
+        else "has no choices" if choice is None
         else "has a finish_reason that is not a string" if not (finish_reason is None or isinstance(finish_reason, str))
         else "has message content that is not a string" if not (content is None or isinstance(content, str))
         else None
@@ -249,7 +257,7 @@ def _record(transport: Transport, cls: type[R], response: requests.Response, *, 
         return cls.model_validate(data)
     except ValueError as exc:  # pydantic's ValidationError
         if not strict and isinstance(data, dict):
-            return cast(R, Record.model_validate(data))  # passed through as sent, attribute access kept
+            return cast(R, loose_record(data))  # passed through as sent, attribute access kept
         raise _bad_answer(transport, response, f"is not a {cls.__name__}") from exc
 
 
@@ -343,6 +351,7 @@ class DotTxt(ClientConfig):
         )
         self.models = Models(self._transport)
         self.chat = Chat(self._transport)
+        log_from_env(self.api_key, f"{self!r}, timeout={self.timeout!r}, max_retries={self.max_retries}")
 
     def __enter__(self) -> DotTxt:
         return self

@@ -35,12 +35,23 @@ def save_api_key(api_key: str) -> Path:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump({"api_key": api_key}, handle)
             handle.write("\n")
-        os.chmod(tmp, 0o600)  # O_CREAT's mode is filtered by umask; make sure
+        _make_private(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _make_private(path: Path) -> None:
+    """chmod 0600, as a second guard: O_CREAT's 0600 already kept others out (umask only takes bits away).
+
+    Some file systems refuse chmod (a FAT USB stick, some network mounts); the key is stored all the same.
+    """
+    try:
+        os.chmod(path, 0o600)
+    except OSError:
+        pass
 
 
 def delete_api_key() -> bool:

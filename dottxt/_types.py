@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 __all__ = [
     "Record",
+    "loose_record",
     "Model",
     "ModelPage",
     "CompletionUsage",
@@ -35,6 +36,15 @@ class Record(BaseModel):
         """The object as JSON, as the server sent it."""
         kwargs.setdefault("exclude_unset", True)
         return super().model_dump_json(**kwargs)
+
+
+def loose_record(data: Any) -> Any:
+    """`data` as sent, each JSON object in it a Record: attribute access for answers no declared type fits."""
+    if isinstance(data, dict):
+        return Record.model_validate({key: loose_record(value) for key, value in data.items()})
+    if isinstance(data, list):
+        return [loose_record(item) for item in data]
+    return data
 
 
 class Model(Record):

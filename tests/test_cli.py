@@ -380,9 +380,9 @@ def assert_json_error(case: Case, *fragments: str, code: int = 1) -> str:
 # --------------------------------------------------------------------------- start-up, help, usage
 
 
-def test_version_prints_name_and_version(runs: dict[str, Case]) -> None:
+def test_version_prints_the_version_alone(runs: dict[str, Case]) -> None:
     assert_ok(runs["version"])
-    assert runs["version"].stdout == f"dottxt {__version__}\n"
+    assert runs["version"].stdout == f"{__version__}\n"  # as upstream's CLI prints it
 
 
 def test_installed_console_script_runs(runs: dict[str, Case]) -> None:
@@ -390,7 +390,7 @@ def test_installed_console_script_runs(runs: dict[str, Case]) -> None:
     if not Path(case.command[0]).exists():  # type: ignore[index]
         pytest.skip("the dottxt console script is not installed next to this Python")
     assert_ok(case)
-    assert case.stdout == f"dottxt {__version__}\n"
+    assert case.stdout == f"{__version__}\n"
 
 
 def test_help_lists_every_command(runs: dict[str, Case]) -> None:
@@ -407,9 +407,14 @@ def test_version_and_help_import_nothing_heavy(runs: dict[str, Case]) -> None:
     assert json.loads(case.stdout) == []
 
 
-@pytest.mark.parametrize("name", ["no-command", "unknown-command"])
-def test_usage_errors_exit_2_with_usage(runs: dict[str, Case], name: str) -> None:
-    case = runs[name]
+def test_no_command_prints_the_help_and_exits_0(runs: dict[str, Case]) -> None:
+    case = runs["no-command"]
+    assert_ok(case)
+    assert case.stdout == runs["help"].stdout  # as upstream's CLI does
+
+
+def test_an_unknown_command_is_a_usage_error(runs: dict[str, Case]) -> None:
+    case = runs["unknown-command"]
     assert case.returncode == 2
     assert case.stdout == ""
     assert case.stderr.startswith("usage: dottxt")
@@ -466,11 +471,16 @@ def test_generate_prints_indented_json_and_sends_the_prompt(runs: dict[str, Case
     assert request.json["response_format"]["json_schema"]["schema"] == TICKET_SCHEMA
 
 
-def test_generate_json_prints_one_line(runs: dict[str, Case]) -> None:
+def test_generate_json_prints_one_line_with_upstreams_keys(runs: dict[str, Case]) -> None:
     case = runs["generate-json"]
     assert_ok(case)
     assert case.stdout.count("\n") == 1
-    assert json.loads(case.stdout) == TICKET
+    assert json.loads(case.stdout) == {
+        "model": MODEL,
+        "prompt": PROMPT,
+        "schema_summary": {"type": "object", "keys": ["intent", "urgency", "reply"]},
+        "result": TICKET,
+    }
 
 
 def test_generate_reads_the_prompt_from_stdin_and_the_model_from_env(runs: dict[str, Case]) -> None:
@@ -843,7 +853,8 @@ def test_the_key_stored_by_login_is_used_by_the_sdk(runs: dict[str, Case], monke
 def test_login_json_reports_where_the_key_went(runs: dict[str, Case]) -> None:
     run = runs["login-json"]
     assert run.returncode == 0, run.stderr
-    assert json.loads(run.stdout) == {"status": "ok", "credentials_file": str(run.credentials), "models": 2}
+    expected = {"status": "ok", "path": str(run.credentials), "source": "env", "models_available": 2}
+    assert json.loads(run.stdout) == expected
     assert run.stderr == ""
 
 
@@ -864,7 +875,7 @@ def test_commands_use_the_stored_key_and_verbose_says_where_it_came_from(runs: d
 def test_logout_with_nothing_stored_succeeds(runs: dict[str, Case]) -> None:
     run = runs["logout-json-nothing-stored"]
     assert run.returncode == 0, run.stderr
-    assert json.loads(run.stdout) == {"status": "ok", "deleted": False, "credentials_file": str(run.credentials)}
+    assert json.loads(run.stdout) == {"status": "ok", "removed": False, "path": str(run.credentials)}
 
 
 def test_login_asks_with_a_hidden_prompt_when_stdin_is_a_terminal(tmp_path: Path, gateway: FakeGateway) -> None:
