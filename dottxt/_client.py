@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import urllib.parse
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 import requests
@@ -26,12 +26,9 @@ from ._transport import CancelToken, Timeout, Transport, is_header_safe
 from ._types import ChatCompletion, Model, ModelPage, Record
 
 if TYPE_CHECKING:
-    import queue
-
     from typing_extensions import Unpack
 
-    from ._background import BackgroundStream, FieldCallback
-    from ._events import PatchEvent
+    from ._background import BackgroundParams, BackgroundStream
 
 __all__ = ["DotTxt", "ClientConfig", "DEFAULT_BASE_URL"]
 
@@ -447,23 +444,23 @@ class DotTxt(ClientConfig):
     def __setstate__(self, state: dict[str, Any]) -> None:
         DotTxt.__init__(self, **state)  # a fresh client, with connections of its own
 
+    @overload
     def stream_in_background(
-        self,
-        *,
-        model: str,
-        response_format: Any,
-        input: Input,
-        on_event: Callable[[PatchEvent], Any] | None = None,
-        on_field: Mapping[str, FieldCallback] | None = None,
-        on_error: Callable[[BaseException], Any] | None = None,
-        on_complete: Callable[[Any], Any] | None = None,
-        queue: queue.Queue[PatchEvent | None] | None = None,
-        **params: Unpack[GenerationParams],
+        self, *, model: str, response_format: type[T], input: Input, **kwargs: Unpack[BackgroundParams]
+    ) -> BackgroundStream[T]: ...
+    @overload
+    def stream_in_background(
+        self, *, model: str, response_format: Any, input: Input, **kwargs: Unpack[BackgroundParams]
+    ) -> BackgroundStream[Any]: ...
+    def stream_in_background(
+        self, *, model: str, response_format: Any, input: Input, **kwargs: Unpack[BackgroundParams]
     ) -> BackgroundStream[Any]:
-        """Run `stream(...)` on its own thread, handing events to callbacks and a queue."""
-        from ._background import BackgroundStream
+        """Run `stream(...)` on its own thread, handing events to callbacks and a queue.
 
+        Callbacks: `on_event`, `on_field`, `on_done` (finished values), `on_error`, `on_complete`; see BackgroundStream.
+        """
+        from ._background import BackgroundStream, split_options
+
+        params, options = split_options(kwargs)
         stream = self.stream(model=model, response_format=response_format, input=input, **params)
-        return BackgroundStream(
-            stream, on_event=on_event, on_field=on_field, on_error=on_error, on_complete=on_complete, queue=queue
-        )
+        return BackgroundStream(stream, **options)
