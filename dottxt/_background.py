@@ -60,7 +60,7 @@ class _FieldRouter:
     def __bool__(self) -> bool:
         return bool(self._matcher)
 
-    def callbacks(self, event: PatchEvent) -> list[FieldCallback]:
+    def callbacks(self, event: PatchEvent) -> Sequence[FieldCallback]:
         """The callbacks whose field or pattern matches `event`, in registration order."""
         return self._matcher.match(str(event.op.get("path", "")), lambda: event.path)
 
@@ -234,7 +234,7 @@ def _finish_with(stream: PatchStream[T], tracker: CompletionTracker[DoneCallback
     return finish
 
 
-def _call_done(finished: list[tuple[FieldDone, Sequence[DoneCallback]]]) -> None:
+def _call_done(finished: Sequence[tuple[FieldDone, Sequence[DoneCallback]]]) -> None:
     for done, callbacks in finished:
         for callback in callbacks:
             callback(done)

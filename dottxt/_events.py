@@ -222,9 +222,9 @@ class DocumentBuilder:
         self._top_path: tuple[str | int, ...] = ()
         self._shared_keys: dict[str, str] = {}
         #: When a list (set by a completion tracker; None otherwise, costing nothing): each container
-        #: the moment it is finished, as (path, container), innermost first. A finished container is
-        #: never changed again (out-of-order ops work on a copy), so the tracker may copy it later.
-        self.finished: list[tuple[tuple[str | int, ...], Any]] | None = None
+        #: the moment it is finished, as (path, pointer, container), innermost first. A finished container
+        #: is never changed again (out-of-order ops work on a copy), so the tracker may copy it later.
+        self.finished: list[tuple[tuple[str | int, ...], str, Any]] | None = None
 
     @property
     def count(self) -> int:
@@ -370,16 +370,19 @@ class DocumentBuilder:
     def _finish_levels(self, levels: range) -> None:
         """Report the spine's containers at `levels` (innermost first) as finished; never the root (level 0)."""
         assert self.finished is not None
-        keys = self._keys
-        for level in levels:
-            if level > 0:
-                self.finished.append((tuple(keys[1 : level + 1]), self._containers[level]))
+        self.finished.extend(self._levels(levels))
 
-    def open_containers(self) -> list[tuple[tuple[str | int, ...], Any]]:
-        """The containers still open below the root, innermost first, as (path, container): at the end of a stream."""
+    def _levels(self, levels: range) -> list[tuple[tuple[str | int, ...], str, Any]]:
+        """The spine's containers at `levels` (the root, level 0, left out) as (path, pointer, container)."""
+        keys, pointer, ends = self._keys, self._pointer, self._ends
+        return [
+            (tuple(keys[1 : level + 1]), pointer[: ends[level]], self._containers[level]) for level in levels if level
+        ]
+
+    def open_containers(self) -> list[tuple[tuple[str | int, ...], str, Any]]:
+        """The containers still open below the root, innermost first, as (path, pointer, container)."""
         with self._lock:
-            keys = self._keys
-            return [(tuple(keys[1 : level + 1]), self._containers[level]) for level in range(len(keys) - 1, 0, -1)]
+            return self._levels(range(len(self._keys) - 1, 0, -1))
 
     def document(self) -> Any:
         """A copy of the document so far (None before the first op)."""

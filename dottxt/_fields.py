@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -28,7 +29,7 @@ from pydantic import functional_validators
 
 from ._errors import InvalidOutputError
 from ._events import DocumentBuilder, PatchEvent, copy_json
-from ._patch import escape_segment, format_pointer
+from ._patch import format_pointer
 from ._schemas import _first_pydantic_error, _type_adapter
 
 __all__ = ["CompletionTracker", "FieldDone", "FieldMatcher", "TypedPaths", "field_of"]
@@ -64,54 +65,40 @@ def field_of(path: Path) -> str:
 class FieldMatcher(Generic[V]):
     """Field patterns, each with a value (a callback, say): an exact field, or `*` standing for one segment.
 
-    Exact fields are one dict lookup; patterns are split once and grouped by
-    depth, so a pointer is compared only with patterns of its own depth, and
-    a pointer at a depth no pattern has is refused by one `count("/")`.
+    Each pattern is compiled once to a regular expression and filed under its
+    depth (its segment count), so a pointer is tried only against patterns of
+    its own depth, and one at a depth no pattern has is refused by a `count("/")`.
     """
 
     def __init__(self, entries: Iterable[tuple[object, V]], *, what: str) -> None:
-        self._exact: dict[str, list[tuple[int, V]]] = {}
-        self._patterns: dict[int, list[tuple[int, tuple[str | None, ...], V]]] = {}
-        depths: set[int] = set()
-        for order, (field, value) in enumerate(entries):
+        self._by_depth: dict[int, list[tuple[re.Pattern[str], V]]] = {}
+        for field, value in entries:
             if not isinstance(field, str):
                 raise TypeError(f"{what} must be field strings such as 'steps/*', not {field!r}")
             field = field[1:] if field.startswith("/") else field
-            parts = tuple(field.split("/")) if field else ()
-            depths.add(len(parts))
-            if "*" in parts:
-                pattern = tuple(None if part == "*" else part for part in parts)
-                self._patterns.setdefault(len(pattern), []).append((order, pattern, value))
-            else:
-                self._exact.setdefault(field, []).append((order, value))
-        self._depths = frozenset(depths)
+            parts = field.split("/") if field else []
+            regex = "/".join("[^/]*" if part == "*" else re.escape(part) for part in parts)
+            self._by_depth.setdefault(len(parts), []).append((re.compile(regex), value))
+        #: The depths (segment counts) of the fields and patterns: a pointer at another depth matches none.
+        self.depths = frozenset(self._by_depth)
 
     def __bool__(self) -> bool:
-        return bool(self._depths)
+        return bool(self.depths)
 
-    def match(self, pointer: str, resolved: Callable[[], Path]) -> list[V]:
-        """The values whose field or pattern matches `pointer`, in the order given (`[]` for none).
+    def match(self, pointer: str, resolved: Callable[[], Path]) -> Sequence[V]:
+        """The values whose field or pattern matches `pointer`, in the order given (empty for none).
 
         An append (`steps/-`) matches as itself and as the index it landed at,
         which `resolved()` (the event's decoded path) tells.
         """
-        if pointer.count("/") not in self._depths:
-            return []
-        segments = tuple(pointer[1:].split("/")) if pointer else ()
-        if "-" in segments:
-            fields = {pointer[1:], field_of(resolved())}
-            segments = tuple(escape_segment(str(part)) for part in resolved())
-        else:
-            fields = {pointer[1:]}
-        found: list[tuple[int, V]] = []
-        for field in fields:
-            found.extend(self._exact.get(field, ()))
-        for order, pattern, value in self._patterns.get(len(segments), ()):
-            if all(want is None or want == got for want, got in zip(pattern, segments, strict=True)):
-                found.append((order, value))
-        if len(found) > 1:
-            found.sort(key=lambda item: item[0])
-        return [value for _, value in found]
+        entries = self._by_depth.get(pointer.count("/"))
+        if entries is None:
+            return ()
+        field = pointer[1:]
+        if field == "-" or field.endswith("/-") or "/-/" in field or field.startswith("-/"):
+            at = field_of(resolved())
+            return [value for regex, value in entries if regex.fullmatch(field) or regex.fullmatch(at)]
+        return [value for regex, value in entries if regex.fullmatch(field)]
 
 
 # --------------------------------------------------------------------------- declared types at paths
@@ -240,7 +227,7 @@ class TypedPaths:
             node = child
         return node
 
-    def value(self, path: Path, raw: Any, document: Callable[[], Any]) -> Any:
+    def value(self, path: Path, field: str, raw: Any, document: Callable[[], Any]) -> Any:
         """`raw` validated and typed as declared at `path` (as is when nothing is declared there).
 
         InvalidOutputError (with `.field` and the document so far) when it does not validate.
@@ -250,7 +237,6 @@ class TypedPaths:
             return raw
         if node.adapter is None:
             node.adapter = _type_adapter(node.type)
-        field = field_of(path)
         try:
             text = json.dumps(raw)
             return node.adapter.validate_json(text)
@@ -296,55 +282,69 @@ class CompletionTracker(Generic[V]):
         if builder.finished is not None:
             raise RuntimeError("this stream's finished values are already being read (completed() or on_done)")
         self._builder = builder
-        self._finished: list[tuple[Path, Any]] = []
+        self._finished: list[tuple[Path, str, Any]] = []
         builder.finished = self._finished
         self._matcher = matcher
+        self._depths = matcher.depths if matcher is not None else frozenset()
         self._types = types
         self._opened: dict[Path, Sequence[V]] = {}  # containers that came by their own op and match, still open
 
-    def step(self, event: PatchEvent) -> list[tuple[FieldDone, Sequence[V]]]:
+    def wants(self) -> tuple[list[Any], frozenset[int] | None]:
+        """For a caller's inline fast path: the builder's list of closed containers, and the depths that match.
+
+        `step(event)` can only find something when the list is not empty or the
+        event's pointer has one of the depths (None: every depth).
+        """
+        return self._finished, self._depths if self._matcher is not None else None
+
+    def step(self, event: PatchEvent) -> Sequence[tuple[FieldDone, Sequence[V]]]:
         """The values `event` finished: the containers it closed (innermost first), then itself if a leaf."""
-        out: list[tuple[FieldDone, Sequence[V]]] = []
+        out: list[tuple[FieldDone, Sequence[V]]] | tuple[()] = ()
         finished = self._finished
         if finished:
             pending = finished[:]
             finished.clear()
-            self._close(pending, out)
+            out = self._close(pending)
         op = event.op
         kind = op["op"]
-        if kind == "add" or kind == "replace":
-            pointer: str = op["path"]
-            if not pointer:
+        pointer: str = op["path"]
+        if (kind != "add" and kind != "replace") or not pointer:
+            return out
+        if self._matcher is None:
+            targets: Sequence[V] = ()
+        else:
+            if pointer.count("/") not in self._depths:  # most ops stop here, at the cost of one count()
                 return out
-            if self._matcher is None:
-                targets: Sequence[V] = ()
-            else:
-                targets = self._matcher.match(pointer, lambda: event.path)
-                if not targets:
-                    return out
-            value = op["value"]
-            if type(value) is dict or type(value) is list:
-                self._opened[event.path] = targets
-            else:
-                out.append((self._done(event.path, value), targets))
-        return out
+            targets = self._matcher.match(pointer, lambda: event.path)
+            if not targets:
+                return out
+        value = op["value"]
+        if type(value) is dict or type(value) is list:
+            self._opened[event.path] = targets
+            return out
+        path = event.path
+        field = pointer[1:] if "-" not in path else field_of(path)  # an append: the index it landed at
+        return [*out, (self._done(path, field, value), targets)]
 
-    def end(self) -> list[tuple[FieldDone, Sequence[V]]]:
+    def end(self) -> Sequence[tuple[FieldDone, Sequence[V]]]:
         """At the end of the stream: the containers still open, innermost first (never the root)."""
-        out: list[tuple[FieldDone, Sequence[V]]] = []
         pending = self._finished[:] + self._builder.open_containers()
         self._finished.clear()
-        self._close(pending, out)
-        return out
+        return self._close(pending)
 
-    def _close(self, closed: list[tuple[Path, Any]], out: list[tuple[FieldDone, Sequence[V]]]) -> None:
-        for path, container in closed:
+    def _close(self, closed: list[tuple[Path, str, Any]]) -> list[tuple[FieldDone, Sequence[V]]]:
+        """The FieldDones of the closed containers that came by their own op and match (each once)."""
+        out = []
+        for path, pointer, container in closed:
             targets = self._opened.pop(path, None)
             if targets is not None:
-                out.append((self._done(path, copy_json(container)), targets))
+                out.append((self._done(path, pointer[1:], copy_json(container)), targets))
+        return out
 
-    def _done(self, path: Path, raw: Any) -> FieldDone:
+    def _done(self, path: Path, field: str, raw: Any) -> FieldDone:
         value = raw
         if self._types is not None:
-            value = self._types.value(path, raw, self._builder.document)  # a new object, built from JSON text
-        return FieldDone(field_of(path), path, value, raw)
+            value = self._types.value(path, field, raw, self._builder.document)  # a new object, from JSON text
+        done = object.__new__(FieldDone)  # as FieldDone(...) makes it, without a frozen __setattr__ per field
+        done.__dict__.update(field=field, path=path, value=value, raw=raw)
+        return done

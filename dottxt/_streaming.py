@@ -153,9 +153,13 @@ class PatchStream(Generic[T]):
 
     def _completed(self, tracker: CompletionTracker[Any]) -> Iterator[FieldDone]:
         try:
+            step = tracker.step
+            closed, depths = tracker.wants()
             for event in self:
-                for done, _ in tracker.step(event):
-                    yield done
+                # Inline, the test that rules most events out: no container closed, no pattern at its depth.
+                if closed or depths is None or event.op["path"].count("/") in depths:
+                    for done, _ in step(event):
+                        yield done
             if self._core.finished and self.finish_reason != "length":  # cut short, nothing more is finished
                 for done, _ in tracker.end():
                     yield done
