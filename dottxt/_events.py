@@ -225,6 +225,7 @@ class DocumentBuilder:
         #: the moment it is finished, as (path, pointer, container), innermost first. A finished container
         #: is never changed again (out-of-order ops work on a copy), so the tracker may copy it later.
         self.finished: list[tuple[tuple[str | int, ...], str, Any]] | None = None
+        self.tracked = False  # a tracker is attached (one per builder)
 
     @property
     def count(self) -> int:

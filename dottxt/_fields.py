@@ -279,15 +279,20 @@ class CompletionTracker(Generic[V]):
         matcher: FieldMatcher[V] | None,
         types: TypedPaths | None = None,
     ) -> None:
-        if builder.finished is not None:
+        if builder.tracked:
             raise RuntimeError("this stream's finished values are already being read (completed() or on_done)")
         self._builder = builder
         self._finished: list[tuple[Path, str, Any]] = []
-        builder.finished = self._finished
+        builder.tracked = True
         self._matcher = matcher
         self._depths = matcher.depths if matcher is not None else frozenset()
         self._types = types
         self._opened: dict[Path, Sequence[V]] = {}  # containers that came by their own op and match, still open
+        self._watch()
+
+    def _watch(self) -> None:
+        """Have the builder report closed containers only while one we report is open: else they cost nothing."""
+        self._builder.finished = self._finished if self._opened or self._matcher is None else None
 
     def wants(self) -> tuple[list[Any], frozenset[int] | None]:
         """For a caller's inline fast path: the builder's list of closed containers, and the depths that match.
@@ -321,6 +326,7 @@ class CompletionTracker(Generic[V]):
         value = op["value"]
         if type(value) is dict or type(value) is list:
             self._opened[event.path] = targets
+            self._watch()
             return out
         path = event.path
         field = pointer[1:] if "-" not in path else field_of(path)  # an append: the index it landed at
@@ -339,6 +345,7 @@ class CompletionTracker(Generic[V]):
             targets = self._opened.pop(path, None)
             if targets is not None:
                 out.append((self._done(path, pointer[1:], copy_json(container)), targets))
+        self._watch()
         return out
 
     def _done(self, path: Path, field: str, raw: Any) -> FieldDone:
