@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 import requests
 
-from ._background import BackgroundParams, BackgroundStream
 from ._client import ClientConfig, DotTxt, create_completion, generate, list_models, retrieve_model
 from ._errors import StreamCancelledError
 from ._events import PatchEvent
@@ -469,17 +468,3 @@ class AsyncDotTxt(ClientConfig):
             model=model, response_format=response_format, input=input, max_line_bytes=max_line_bytes, **params
         )
         return AsyncPatchStream(stream)
-
-    @overload
-    def stream_in_background(
-        self, *, model: str, response_format: type[T], input: Input, **kwargs: Unpack[BackgroundParams]
-    ) -> BackgroundStream[T]: ...
-    @overload
-    def stream_in_background(
-        self, *, model: str, response_format: Any, input: Input, **kwargs: Unpack[BackgroundParams]
-    ) -> BackgroundStream[Any]: ...
-    def stream_in_background(
-        self, *, model: str, response_format: Any, input: Input, **kwargs: Unpack[BackgroundParams]
-    ) -> BackgroundStream[Any]:
-        """The same as `DotTxt.stream_in_background`: callbacks run on the stream's own thread."""
-        return self.sync.stream_in_background(model=model, response_format=response_format, input=input, **kwargs)

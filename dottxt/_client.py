@@ -81,7 +81,8 @@ def resolve_patch_source(patch_source: str | None) -> str:
 
 
 class ClientConfig:
-    """What DotTxt and AsyncDotTxt share: their configuration, read back from the one transport."""
+    """What DotTxt and AsyncDotTxt share: their configuration, read back from the one transport, and
+    `stream_in_background` (a blocking thread's stream either way)."""
 
     _transport: Transport
     patch_source: str
@@ -108,6 +109,29 @@ class ClientConfig:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+    @overload
+    def stream_in_background(
+        self, *, model: str, response_format: type[T], input: Input, **kwargs: Unpack[BackgroundParams]
+    ) -> BackgroundStream[T]: ...
+    @overload
+    def stream_in_background(
+        self, *, model: str, response_format: Any, input: Input, **kwargs: Unpack[BackgroundParams]
+    ) -> BackgroundStream[Any]: ...
+    def stream_in_background(
+        self, *, model: str, response_format: Any, input: Input, **kwargs: Unpack[BackgroundParams]
+    ) -> BackgroundStream[Any]:
+        """Run the stream on its own thread, handing events to callbacks and a queue (the same on both clients).
+
+        Callbacks: `on_event`, `on_field`, `on_done` (finished values), `on_error`, `on_complete`; see BackgroundStream.
+        """
+        from ._background import BackgroundStream, split_options
+
+        params, options = split_options(kwargs)
+        stream = open_stream(
+            self._transport, self.patch_source, model=model, response_format=response_format, input=input, params=params
+        )
+        return BackgroundStream(stream, **options)
 
 
 # --------------------------------------------------------------------------- the calls, shared with AsyncDotTxt
@@ -443,24 +467,3 @@ class DotTxt(ClientConfig):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         DotTxt.__init__(self, **state)  # a fresh client, with connections of its own
-
-    @overload
-    def stream_in_background(
-        self, *, model: str, response_format: type[T], input: Input, **kwargs: Unpack[BackgroundParams]
-    ) -> BackgroundStream[T]: ...
-    @overload
-    def stream_in_background(
-        self, *, model: str, response_format: Any, input: Input, **kwargs: Unpack[BackgroundParams]
-    ) -> BackgroundStream[Any]: ...
-    def stream_in_background(
-        self, *, model: str, response_format: Any, input: Input, **kwargs: Unpack[BackgroundParams]
-    ) -> BackgroundStream[Any]:
-        """Run `stream(...)` on its own thread, handing events to callbacks and a queue.
-
-        Callbacks: `on_event`, `on_field`, `on_done` (finished values), `on_error`, `on_complete`; see BackgroundStream.
-        """
-        from ._background import BackgroundStream, split_options
-
-        params, options = split_options(kwargs)
-        stream = self.stream(model=model, response_format=response_format, input=input, **params)
-        return BackgroundStream(stream, **options)

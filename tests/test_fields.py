@@ -99,16 +99,22 @@ def stream_of(raw: RawClients, drip: Drip, response_format: Any = Plan, **kwargs
     return raw(drip, **kwargs).stream(model=MODEL, response_format=response_format, input="x")
 
 
+def seen_on_time(stream: Any, drip: Drip, *patterns: str) -> list[FieldDone]:
+    """Every FieldDone of `completed(*patterns)`, letting the server go on after each one."""
+    dones = []
+    for done in stream.completed(*patterns):
+        dones.append(done)
+        drip.seen()
+    return dones
+
+
 # --------------------------------------------------------------------------- completed(): on time, typed
 
 
 def test_each_step_arrives_typed_the_moment_the_next_op_finishes_it(raw: RawClients) -> None:
     drip = Drip(PLAN_OPS, holds={6, 9})
     with stream_of(raw, drip) as stream:
-        dones = []
-        for done in stream.completed("steps/*"):
-            dones.append(done)
-            drip.seen()
+        dones = seen_on_time(stream, drip, "steps/*")
         assert stream.result() == Plan.model_validate(_document(PLAN_OPS))  # read nothing more
     assert drip.late == []
     assert [(d.field, d.path) for d in dones] == [("steps/0", ("steps", 0)), ("steps/1", ("steps", 1))]
@@ -159,10 +165,7 @@ def test_escaped_keys_and_dict_values(raw: RawClients) -> None:
     ops += [add("/labels/~0c", {}), add("/labels/~0c/x", 3), add("/labels/~0c/y", 4)]
     drip = Drip(ops, holds={5})
     with stream_of(raw, drip, Labels) as stream:
-        dones = []
-        for done in stream.completed("labels/*"):
-            dones.append(done)
-            drip.seen()
+        dones = seen_on_time(stream, drip, "labels/*")
     assert drip.late == []
     assert [(d.field, d.path, d.value) for d in dones] == [
         ("labels/a~1b", ("labels", "a/b"), Point(1, 2)),
@@ -191,10 +194,7 @@ def test_appends_report_the_index_they_landed_at(raw: RawClients) -> None:
     ops += [add("/steps/-", {}), add("/steps/1/title", "b"), add("/steps/1/done", False), add("/reply", "ok")]
     drip = Drip(ops, holds={4, 7})
     with stream_of(raw, drip) as stream:
-        dones = []
-        for done in stream.completed("steps/*"):
-            dones.append(done)
-            drip.seen()
+        dones = seen_on_time(stream, drip, "steps/*")
     assert drip.late == []
     assert [(d.field, d.path, d.value) for d in dones] == [
         ("steps/0", ("steps", 0), Step(title="a", done=True)),
