@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ._batch import BatchItem as BatchItem
     from ._client import DotTxt as DotTxt
     from ._events import PatchEvent as PatchEvent
+    from ._fields import FieldDone as FieldDone
     from ._patch import apply_add as apply_add
     from ._patch import apply_op as apply_op
     from ._schemas import build_response_format as build_response_format
@@ -40,6 +41,7 @@ _LAZY: dict[str, str] = {
     "BackgroundStream": "background",
     "BatchItem": "batch",
     "PatchEvent": "events",
+    "FieldDone": "fields",
     "PatchStream": "streaming",
     "apply_add": "patch",
     "apply_op": "patch",

@@ -11,16 +11,16 @@ the worker's blocked read returns at once.
 from __future__ import annotations
 
 import asyncio
-import queue
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 import requests
 
-from ._background import BackgroundStream, FieldCallback
 from ._client import ClientConfig, DotTxt, create_completion, generate, list_models, retrieve_model
 from ._errors import StreamCancelledError
 from ._events import PatchEvent
+from ._fields import FieldDone
 from ._lines import DEFAULT_MAX_LINE_BYTES
 from ._params import GenerationParams, Input, RequestOptions
 from ._pump import End, LoopSink, Pump, run
@@ -114,18 +114,48 @@ class AsyncPatchStream(Generic[T]):
 
     def __init__(self, stream: PatchStream[T]) -> None:
         self._stream = stream
-        self._reader: _LoopReader[PatchEvent] | None = None
+        self._reader: _LoopReader[Any] | None = None
+        self._source: _Reading
         self._closed = False  # closed before the request was sent
 
-    def _start(self) -> _LoopReader[PatchEvent]:
+    def _start(self) -> _LoopReader[Any]:
+        """The reader of this stream, started on first use (the request goes out; the body waits for a reader)."""
         if self._reader is None:
             stream = self._stream
-            sink: LoopSink[PatchEvent] = LoopSink(asyncio.get_running_loop())
-            pump = Pump(stream, sink, name="stream", finish=stream.result)
+            sink: LoopSink[Any] = LoopSink(asyncio.get_running_loop())
+            source = self._source = _Reading(stream)
+            pump: Pump[Any] = Pump(source, sink, name="stream", finish=stream.result)
             # Not a bound method: the reader must not hold this object, or dropping it would not close it.
             self._reader = _LoopReader(pump, sink, lambda end: _patch_error(stream, pump, end))
             pump.start()
         return self._reader
+
+    def _read(self, dones: Iterator[FieldDone] | None = None) -> _LoopReader[Any]:
+        """The started reader, its body now read: as events, or as the FieldDones of `dones`."""
+        reader = self._start()
+        self._source.read(dones)
+        return reader
+
+    def completed(self, *patterns: str) -> AsyncIterator[FieldDone]:
+        """`async for done in stream.completed("steps/*")`: each matching value the moment it is finished.
+
+        The async twin of `PatchStream.completed`: the same reading as `async
+        for event in stream` (use one or the other, first thing after `async
+        with`); `await result()` afterwards reads nothing more.
+        """
+        if self._closed:
+            return _no_items()
+        dones = self._stream.completed(*patterns)  # the patterns are checked now
+        return self._items(self._read(dones))
+
+    @staticmethod
+    async def _items(reader: _LoopReader[Any]) -> AsyncIterator[Any]:
+        while True:
+            try:
+                item = await reader.next()
+            except StopAsyncIteration:
+                return
+            yield item
 
     def __aiter__(self) -> AsyncPatchStream[T]:
         return self
@@ -133,7 +163,8 @@ class AsyncPatchStream(Generic[T]):
     async def __anext__(self) -> PatchEvent:
         if self._closed:
             raise StopAsyncIteration
-        return await self._start().next()
+        event: PatchEvent = await self._read().next()
+        return event
 
     async def __aenter__(self) -> AsyncPatchStream[T]:
         self._start()
@@ -194,7 +225,45 @@ class AsyncPatchStream(Generic[T]):
         return f"<AsyncPatchStream {state}>"
 
 
-def _patch_error(stream: PatchStream[Any], pump: Pump[PatchEvent], end: End) -> BaseException | None:
+class _Reading:
+    """A patch stream as a pump's source: the request goes out at once, the body is read once a reader says how.
+
+    `read(None)` reads events; `read(dones)` the FieldDones of `completed()`, which must track
+    the stream from its first op: so the worker waits, once the response has started, for the
+    first `read()` (made on the loop, by iteration or `completed()`); `close()` also wakes it.
+    """
+
+    def __init__(self, stream: PatchStream[Any]) -> None:
+        self._stream = stream
+        self._how: Iterator[Any] | None = None
+        self._chosen = threading.Event()
+
+    def read(self, dones: Iterator[FieldDone] | None) -> None:
+        """Say how the body is read (the first call decides; a later `completed()` is refused)."""
+        if self._chosen.is_set():
+            if dones is not None and self._how is not dones:
+                raise RuntimeError("completed() must be the stream's only reading: it was already being read")
+            return
+        self._how = dones
+        self._chosen.set()
+
+    def __iter__(self) -> Iterator[Any]:
+        self._stream.start()
+        self._chosen.wait()
+        return self._how if self._how is not None else iter(self._stream)
+
+    def close(self) -> None:
+        self._chosen.set()
+        self._stream.close()
+
+
+async def _no_items() -> AsyncIterator[Any]:
+    """An async iterator that ends at once (a stream closed before it was read)."""
+    return
+    yield
+
+
+def _patch_error(stream: PatchStream[Any], pump: Pump[Any], end: End) -> BaseException | None:
     """A patch stream's error once it has ended: StreamCancelledError (with `.document`) if it was closed first."""
     if pump.cancelled:
         return StreamCancelledError(document=stream.document)
@@ -399,29 +468,3 @@ class AsyncDotTxt(ClientConfig):
             model=model, response_format=response_format, input=input, max_line_bytes=max_line_bytes, **params
         )
         return AsyncPatchStream(stream)
-
-    def stream_in_background(
-        self,
-        *,
-        model: str,
-        response_format: Any,
-        input: Input,
-        on_event: Callable[[PatchEvent], Any] | None = None,
-        on_field: Mapping[str, FieldCallback] | None = None,
-        on_error: Callable[[BaseException], Any] | None = None,
-        on_complete: Callable[[Any], Any] | None = None,
-        queue: queue.Queue[PatchEvent | None] | None = None,
-        **params: Unpack[GenerationParams],
-    ) -> BackgroundStream[Any]:
-        """The same as `DotTxt.stream_in_background`: callbacks run on the stream's own thread."""
-        return self.sync.stream_in_background(
-            model=model,
-            response_format=response_format,
-            input=input,
-            on_event=on_event,
-            on_field=on_field,
-            on_error=on_error,
-            on_complete=on_complete,
-            queue=queue,
-            **params,
-        )

@@ -11,71 +11,58 @@ down so a read blocked on a silent server returns at once.
 from __future__ import annotations
 
 import queue as queue_module
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Generic, TypeVar, cast
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Generic, TypedDict, TypeVar, cast
 
 from ._errors import StreamCancelledError
 from ._events import PatchEvent
-from ._patch import escape_segment
+from ._fields import CompletionTracker, FieldDone, FieldMatcher
+from ._params import GenerationParams
 from ._pump import Pump, ThreadSink
 from ._streaming import PatchStream
 
-__all__ = ["BackgroundStream", "FieldCallback"]
+__all__ = ["BackgroundOptions", "BackgroundParams", "BackgroundStream", "DoneCallback", "FieldCallback"]
 
 FieldCallback = Callable[[PatchEvent], Any]
+DoneCallback = Callable[[FieldDone], Any]
 
 
-def _escaped_segments(pointer: str) -> tuple[str, ...]:
-    """The segments of a JSON Pointer, still escaped as `on_field` keys are (`"/a~1b/0"` -> ("a~1b", "0"))."""
-    return tuple(pointer[1:].split("/")) if pointer else ()
+class BackgroundOptions(TypedDict, total=False):
+    """The keywords `stream_in_background` hands to its BackgroundStream (callbacks and the queue)."""
+
+    on_event: Callable[[PatchEvent], Any] | None
+    on_field: Mapping[str, FieldCallback] | None
+    on_done: Mapping[str, DoneCallback] | None
+    on_error: Callable[[BaseException], Any] | None
+    on_complete: Callable[[Any], Any] | None
+    queue: queue_module.Queue[PatchEvent | None] | None
+
+
+class BackgroundParams(GenerationParams, BackgroundOptions, total=False):
+    """Everything `stream_in_background` takes besides model, response_format and input."""
+
+
+def split_options(kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`stream_in_background`'s keywords as (the stream's generation params, the BackgroundStream's options)."""
+    params = dict(kwargs)
+    return params, {name: params.pop(name) for name in BackgroundOptions.__annotations__ if name in params}
 
 
 class _FieldRouter:
-    """Maps an event to its `on_field` callbacks, in the order they were given.
-
-    Exact fields are one dict lookup; patterns are split once into segment
-    tuples (`*` matching any one segment) and grouped by length, so an event is
-    only compared with patterns of its own depth.
-    """
+    """Maps an event to its `on_field` callbacks, in the order they were given."""
 
     def __init__(self, on_field: Mapping[str, FieldCallback]) -> None:
-        self._exact: dict[str, list[tuple[int, FieldCallback]]] = {}
-        self._patterns: dict[int, list[tuple[int, tuple[str | None, ...], FieldCallback]]] = {}
-        for order, (field, callback) in enumerate(on_field.items()):
-            if not isinstance(field, str):
-                raise TypeError(f"on_field keys must be field strings, not {field!r}")
+        for field, callback in on_field.items():
             if not callable(callback):
                 raise TypeError(f"on_field[{field!r}] must be callable, not {type(callback).__name__}")
-            field = field[1:] if field.startswith("/") else field
-            parts = tuple(field.split("/")) if field else ()
-            if "*" in parts:
-                pattern = tuple(None if part == "*" else part for part in parts)
-                self._patterns.setdefault(len(pattern), []).append((order, pattern, callback))
-            else:
-                self._exact.setdefault(field, []).append((order, callback))
+        self._matcher: FieldMatcher[FieldCallback] = FieldMatcher(on_field.items(), what="on_field keys")
 
     def __bool__(self) -> bool:
-        return bool(self._exact or self._patterns)
+        return bool(self._matcher)
 
-    def callbacks(self, event: PatchEvent) -> list[FieldCallback]:
+    def callbacks(self, event: PatchEvent) -> Sequence[FieldCallback]:
         """The callbacks whose field or pattern matches `event`, in registration order."""
-        pointer = str(event.op.get("path", ""))
-        segments = _escaped_segments(pointer)
-        if "-" in segments:  # an append: also match the index it landed at ("steps/-" -> "steps/3")
-            resolved = tuple(escape_segment(str(part)) for part in event.path)
-            fields = {"/".join(segments), "/".join(resolved)}
-            segments = resolved
-        else:
-            fields = {pointer[1:]}
-        found: list[tuple[int, FieldCallback]] = []
-        for field in fields:
-            found.extend(self._exact.get(field, ()))
-        for order, pattern, callback in self._patterns.get(len(segments), ()):
-            if all(want is None or want == got for want, got in zip(pattern, segments, strict=True)):
-                found.append((order, callback))
-        if len(found) > 1:
-            found.sort(key=lambda item: item[0])
-        return [callback for _, callback in found]
+        return self._matcher.match(str(event.op.get("path", "")), lambda: event.path)
 
 
 def _check_callable(name: str, value: object) -> None:
@@ -91,7 +78,9 @@ class BackgroundStream(Generic[T]):
 
     Callbacks run on the worker thread in wire order: `on_event(event)` for
     every event, `on_field[field](event)` for matching fields (`"intent"`, or
-    `"steps/*"` where `*` is exactly one segment), then once either
+    `"steps/*"` where `*` is exactly one segment), then `on_done[pattern](done)`
+    for each matching value that event finished (a `FieldDone`, typed as
+    declared: see `PatchStream.completed`), then once either
     `on_complete(document)`, with the final document validated and typed: the
     very object result() returns (a model instance for a Pydantic model,
     decoded JSON for a JSON Schema); or `on_error(exc)`. A callback that raises
@@ -124,6 +113,7 @@ class BackgroundStream(Generic[T]):
         on_error: Callable[[BaseException], Any] | None = None,
         on_complete: Callable[[Any], Any] | None = None,
         queue: queue_module.Queue[PatchEvent | None] | None = None,
+        on_done: Mapping[str, DoneCallback] | None = None,
     ) -> None:
         _check_callable("on_event", on_event)
         _check_callable("on_error", on_error)
@@ -132,16 +122,18 @@ class BackgroundStream(Generic[T]):
             raise TypeError(f"on_field must be a mapping of field -> callback, not {type(on_field).__name__}")
         if queue is not None and not isinstance(queue, queue_module.Queue):
             raise TypeError(f"queue must be a queue.Queue, not {type(queue).__name__}")
+        tracker = _done_tracker(stream, on_done) if on_done else None
         self._stream = stream
         self.queue: queue_module.Queue[PatchEvent | None] = queue if queue is not None else queue_module.Queue()
         self._sink = ThreadSink(
             self.queue,
-            on_item=_deliver_to(on_event, _FieldRouter(on_field or {})),
+            on_item=_deliver_to(on_event, _FieldRouter(on_field or {}), tracker),
             on_complete=on_complete,
             on_error=on_error,
             cancelled_error=lambda: StreamCancelledError(document=stream.document),
         )
-        self._pump = Pump(stream, self._sink, name="stream", finish=stream.result)
+        finish = stream.result if tracker is None else _finish_with(stream, tracker)
+        self._pump = Pump(stream, self._sink, name="stream", finish=finish)
         self._pump.start()
 
     # ------------------------------------------------------------------ Future-like
@@ -221,11 +213,40 @@ class BackgroundStream(Generic[T]):
         return f"<BackgroundStream {self._pump.name} {state}>"
 
 
+def _done_tracker(stream: PatchStream[Any], on_done: Mapping[str, DoneCallback]) -> CompletionTracker[DoneCallback]:
+    """The tracker that finds the values `on_done` asks for."""
+    if not isinstance(on_done, Mapping):
+        raise TypeError(f"on_done must be a mapping of field -> callback, not {type(on_done).__name__}")
+    for field, callback in on_done.items():
+        if not callable(callback):
+            raise TypeError(f"on_done[{field!r}] must be callable, not {type(callback).__name__}")
+    return stream.tracker(FieldMatcher(on_done.items(), what="on_done keys"))
+
+
+def _finish_with(stream: PatchStream[T], tracker: CompletionTracker[DoneCallback]) -> Callable[[], T]:
+    """The end of a stream with `on_done`: the values still open are finished (innermost first), then the result."""
+
+    def finish() -> T:
+        if stream.finish_reason != "length":
+            _call_done(tracker.end())
+        return stream.result()
+
+    return finish
+
+
+def _call_done(finished: Sequence[tuple[FieldDone, Sequence[DoneCallback]]]) -> None:
+    for done, callbacks in finished:
+        for callback in callbacks:
+            callback(done)
+
+
 def _deliver_to(
-    on_event: Callable[[PatchEvent], Any] | None, router: _FieldRouter
+    on_event: Callable[[PatchEvent], Any] | None,
+    router: _FieldRouter,
+    tracker: CompletionTracker[DoneCallback] | None = None,
 ) -> Callable[[PatchEvent], None] | None:
-    """One event's callbacks, on the worker: `on_event`, then the matching `on_field` ones in registration order."""
-    if on_event is None and not router:
+    """One event's callbacks, on the worker: `on_event`, the matching `on_field` ones, then `on_done` for its values."""
+    if on_event is None and not router and tracker is None:
         return None  # a queue-only stream pays for no call per event
 
     def deliver(event: PatchEvent) -> None:
@@ -234,5 +255,7 @@ def _deliver_to(
         if router:
             for callback in router.callbacks(event):
                 callback(event)
+        if tracker is not None:
+            _call_done(tracker.step(event))
 
     return deliver

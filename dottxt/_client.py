@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import urllib.parse
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 import requests
@@ -27,12 +27,9 @@ from ._transport import CancelToken, Timeout, Transport, is_header_safe
 from ._types import ChatCompletion, Model, ModelPage, Record, loose_record
 
 if TYPE_CHECKING:
-    import queue
-
     from typing_extensions import Unpack
 
-    from ._background import BackgroundStream, FieldCallback
-    from ._events import PatchEvent
+    from ._background import BackgroundParams, BackgroundStream
 
 __all__ = ["DotTxt", "ClientConfig", "DEFAULT_BASE_URL"]
 
@@ -85,7 +82,8 @@ def resolve_patch_source(patch_source: str | None) -> str:
 
 
 class ClientConfig:
-    """What DotTxt and AsyncDotTxt share: their configuration, read back from the one transport."""
+    """What DotTxt and AsyncDotTxt share: their configuration, read back from the one transport, and
+    `stream_in_background` (a blocking thread's stream either way)."""
 
     _transport: Transport
     patch_source: str
@@ -112,6 +110,29 @@ class ClientConfig:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+    @overload
+    def stream_in_background(
+        self, *, model: str, response_format: type[T], input: Input, **kwargs: Unpack[BackgroundParams]
+    ) -> BackgroundStream[T]: ...
+    @overload
+    def stream_in_background(
+        self, *, model: str, response_format: Any, input: Input, **kwargs: Unpack[BackgroundParams]
+    ) -> BackgroundStream[Any]: ...
+    def stream_in_background(
+        self, *, model: str, response_format: Any, input: Input, **kwargs: Unpack[BackgroundParams]
+    ) -> BackgroundStream[Any]:
+        """Run the stream on its own thread, handing events to callbacks and a queue (the same on both clients).
+
+        Callbacks: `on_event`, `on_field`, `on_done` (finished values), `on_error`, `on_complete`; see BackgroundStream.
+        """
+        from ._background import BackgroundStream, split_options
+
+        params, options = split_options(kwargs)
+        stream = open_stream(
+            self._transport, self.patch_source, model=model, response_format=response_format, input=input, params=params
+        )
+        return BackgroundStream(stream, **options)
 
 
 # --------------------------------------------------------------------------- the calls, shared with AsyncDotTxt
@@ -455,24 +476,3 @@ class DotTxt(ClientConfig):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         DotTxt.__init__(self, **state)  # a fresh client, with connections of its own
-
-    def stream_in_background(
-        self,
-        *,
-        model: str,
-        response_format: Any,
-        input: Input,
-        on_event: Callable[[PatchEvent], Any] | None = None,
-        on_field: Mapping[str, FieldCallback] | None = None,
-        on_error: Callable[[BaseException], Any] | None = None,
-        on_complete: Callable[[Any], Any] | None = None,
-        queue: queue.Queue[PatchEvent | None] | None = None,
-        **params: Unpack[GenerationParams],
-    ) -> BackgroundStream[Any]:
-        """Run `stream(...)` on its own thread, handing events to callbacks and a queue."""
-        from ._background import BackgroundStream
-
-        stream = self.stream(model=model, response_format=response_format, input=input, **params)
-        return BackgroundStream(
-            stream, on_event=on_event, on_field=on_field, on_error=on_error, on_complete=on_complete, queue=queue
-        )

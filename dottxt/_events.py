@@ -98,6 +98,11 @@ def _size(root: Any) -> int:
     return total
 
 
+def _holds(pointer: str, container: str) -> bool:
+    """True when `pointer` is the container's pointer or below it."""
+    return pointer == container or pointer.startswith(container + "/")
+
+
 class _LazySnapshot:
     """Class attribute standing in for `PatchEvent.snapshot` on events a stream made.
 
@@ -216,6 +221,11 @@ class DocumentBuilder:
         self._top_pointer: str | None = None
         self._top_path: tuple[str | int, ...] = ()
         self._shared_keys: dict[str, str] = {}
+        #: When a list (set by a completion tracker; None otherwise, costing nothing): each container
+        #: the moment it is finished, as (path, pointer, container), innermost first. A finished container
+        #: is never changed again (out-of-order ops work on a copy), so the tracker may copy it later.
+        self.finished: list[tuple[tuple[str | int, ...], str, Any]] | None = None
+        self.tracked = False  # a tracker is attached (one per builder)
 
     @property
     def count(self) -> int:
@@ -327,6 +337,8 @@ class DocumentBuilder:
 
         (The moment a container is finished, innermost last in the lists.)
         """
+        if self.finished is not None:
+            self._finish_levels(range(len(self._containers) - 1, level - 1, -1))
         del self._containers[level:]
         del self._keys[level:]
         del self._ends[level:]
@@ -343,12 +355,35 @@ class DocumentBuilder:
             document = copy_json(document)
         document = apply_op(document, op)
         path = decode_path(document, pointer)
+        if self.finished is not None:
+            # Finished at this op: the open containers below the deepest one that holds its path, as they
+            # were before it (the op changed a copy). Those that hold it stay open, as far as the spine
+            # rebuilt below still reaches them; a tracker reports each container once at most.
+            held = [level for level, end in enumerate(self._ends) if _holds(pointer, self._pointer[:end])]
+            self._finish_levels(range(len(self._containers) - 1, held[-1] if held else 0, -1))
         self._epoch = _Epoch(document, _size(document), self._lock)
         self._containers, self._keys, self._ends, self._pointer = [], [], [], ""
         self._top, self._top_pointer, self._top_path = None, None, ()
         if type(document) is dict or type(document) is list:
             self._open(document, "", "", ())
         return path
+
+    def _finish_levels(self, levels: range) -> None:
+        """Report the spine's containers at `levels` (innermost first) as finished; never the root (level 0)."""
+        assert self.finished is not None
+        self.finished.extend(self._levels(levels))
+
+    def _levels(self, levels: range) -> list[tuple[tuple[str | int, ...], str, Any]]:
+        """The spine's containers at `levels` (the root, level 0, left out) as (path, pointer, container)."""
+        keys, pointer, ends = self._keys, self._pointer, self._ends
+        return [
+            (tuple(keys[1 : level + 1]), pointer[: ends[level]], self._containers[level]) for level in levels if level
+        ]
+
+    def open_containers(self) -> list[tuple[tuple[str | int, ...], str, Any]]:
+        """The containers still open below the root, innermost first, as (path, pointer, container)."""
+        with self._lock:
+            return self._levels(range(len(self._keys) - 1, 0, -1))
 
     def document(self) -> Any:
         """A copy of the document so far (None before the first op)."""

@@ -13,8 +13,9 @@ from typing import Any, Generic, TypeVar
 import requests
 
 from ._decoders import ChatChunkDecoder, PatchLineDecoder, SSEPatchDecoder
-from ._errors import InvalidOutputError
+from ._errors import DotTxtError, InvalidOutputError
 from ._events import DocumentBuilder, PatchEvent
+from ._fields import CompletionTracker, FieldDone, FieldMatcher, TypedPaths
 from ._lines import DEFAULT_MAX_LINE_BYTES
 from ._response import ResponseStream
 from ._schemas import OutputSchema
@@ -24,6 +25,7 @@ from ._types import ChatCompletionChunk
 __all__ = ["PatchEvent", "PatchStream", "ChatCompletionStream"]
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 
 class PatchStream(Generic[T]):
@@ -116,6 +118,61 @@ class PatchStream(Generic[T]):
         self._core.close()
         _close_generator(self._events)
 
+    def start(self) -> None:
+        """Send the request and wait for the response to start (a status error raises here); read nothing yet."""
+        if self._events is not None:
+            return
+        try:
+            self._core.start()
+        except DotTxtError as exc:
+            self._core.error = exc
+            self._events = _no_events()  # failed: a later read must not send the request again
+            raise
+
+    def tracker(self, matcher: FieldMatcher[V] | None) -> CompletionTracker[V]:
+        """A tracker of this stream's finished values (one per stream; `completed()` and `on_done` use it).
+
+        Values are typed as declared when the response_format is a Python type.
+        """
+        typed = TypedPaths(self._output.source, model=self._model) if self._output.is_typed else None
+        return CompletionTracker(self._builder, matcher, typed)
+
+    def completed(self, *patterns: str) -> Iterator[FieldDone]:
+        """Read the stream (the same reading as iteration) and yield each value the moment it is finished.
+
+        Only values whose field matches a pattern (`"intent"`, or `"steps/*"`
+        where `*` is one segment) are reported; with no patterns, every value
+        below the root. A reported value that fails its declared type's
+        validation closes the connection at once and raises InvalidOutputError
+        (with `.field` and `.document`). `result()` afterwards reads nothing more.
+        """
+        matcher: FieldMatcher[None] | None = (
+            FieldMatcher(((pattern, None) for pattern in patterns), what="completed() patterns") if patterns else None
+        )
+        return self._completed(self.tracker(matcher))
+
+    def _completed(self, tracker: CompletionTracker[Any]) -> Iterator[FieldDone]:
+        try:
+            step = tracker.step
+            closed, depths = tracker.wants()
+            for event in self:
+                # Inline, the test that rules most events out: no container closed, no pattern at its depth.
+                if closed or depths is None or event.op["path"].count("/") in depths:
+                    for done, _ in step(event):
+                        yield done
+            if self._core.finished and self.finish_reason != "length":  # cut short, nothing more is finished
+                for done, _ in tracker.end():
+                    yield done
+        except InvalidOutputError as exc:  # a reported value failed its validation: nothing more is read
+            self.fail(exc)
+            raise
+
+    def fail(self, error: Exception) -> None:
+        """End the stream now with `error`: the connection is closed and `result()` raises it."""
+        self.close()
+        if self._core.error is None:
+            self._core.error = error
+
     def result(self) -> T:
         """Drain the stream; return the final document validated and typed like `generate` returns it.
 
@@ -185,6 +242,12 @@ class ChatCompletionStream:
         """Close the connection now. Safe from any thread, and more than once."""
         self._core.close()
         _close_generator(self._chunks)
+
+
+def _no_events() -> Iterator[PatchEvent]:
+    """The events of a stream whose request failed: none."""
+    return
+    yield
 
 
 def _close_generator(generator: Iterator[Any] | None) -> None:

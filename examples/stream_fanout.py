@@ -1,11 +1,11 @@
 """Start research on each step of a plan as soon as the planner writes it.
 
-The planner's answer is a list of research `steps`. With
-`stream_in_background(..., on_field={"steps/*": on_step})`, `on_step` runs the
-moment each `steps/N` arrives (the `*` matches one path segment), on the stream's
-worker thread. It only submits the work to a `ThreadPoolExecutor`, where each
-task makes its own `client.generate(...)` call: one DotTxt client is shared by
-the stream and every worker thread.
+The planner's answer is a list of research `steps`, each a `Step` object.
+`stream.completed("steps/*")` yields a `FieldDone` the moment each step is
+finished (when the next op outside it arrives), with `done.value` already a
+validated `Step` (the `*` matches one path segment). Each one is submitted to a
+`ThreadPoolExecutor`, where a task makes its own `client.generate(...)` call:
+one DotTxt client is shared by the stream and every worker thread.
 
 What to watch for: the `step N arrived` lines (with their millisecond stamps)
 come while the plan is still streaming, before `plan complete`; research
@@ -25,14 +25,18 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from dottxt import DotTxt, PatchEvent
+from dottxt import DotTxt
 
 MODEL = os.environ.get("DOTTXT_MODEL") or "openai/gpt-oss-20b"
 
 
+class Step(BaseModel):
+    question: str = Field(description="one self-contained research question")
+
+
 class ResearchPlan(BaseModel):
     goal: str
-    steps: list[str] = Field(min_length=2, max_length=5, description="one self-contained research question each")
+    steps: list[Step] = Field(min_length=2, max_length=5)
     deliverable: str = Field(description="what the final report will contain")
 
 
@@ -66,25 +70,22 @@ def research(client: DotTxt, index: int, question: str) -> Finding:
 def main() -> None:
     findings: dict[int, Future[Finding]] = {}
     with DotTxt() as client, ThreadPoolExecutor(max_workers=4) as pool:
-
-        def on_step(event: PatchEvent) -> None:
-            index = event.path[1]  # ("steps", 2) -> 2
-            assert isinstance(index, int)
-            findings[index] = pool.submit(research, client, index, event.value)
-            say(f"step {index} arrived, research started: {event.value}")
-
-        with client.stream_in_background(
+        with client.stream(
             model=MODEL,
             response_format=ResearchPlan,
             input=f"Break this question into research steps: {QUESTION}",
-            on_field={"steps/*": on_step},
-        ) as background:
-            plan = background.result()  # the validated ResearchPlan; re-raises a stream failure
+        ) as stream:
+            for done in stream.completed("steps/*"):
+                index, step = done.path[1], done.value  # ("steps", 2), a validated Step
+                assert isinstance(index, int) and isinstance(step, Step)
+                findings[index] = pool.submit(research, client, index, step.question)
+                say(f"step {index} arrived, research started: {step.question}")
+            plan = stream.result()  # the validated ResearchPlan, already read: nothing more to wait for
         say(f"plan complete: {len(plan.steps)} steps; deliverable: {plan.deliverable}")
 
         for index in sorted(findings):
             finding = findings[index].result()
-            print(f"  [{index}] {plan.steps[index]}\n      -> {finding.answer}")
+            print(f"  [{index}] {plan.steps[index].question}\n      -> {finding.answer}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Start research on each step of a plan as soon as the planner writes it, with asyncio.
 
-The asyncio twin of `stream_fanout.py`. Matching `event.path` against
-`("steps", int(index))` picks out each finished step; a task is started for it at
-once (`asyncio.create_task`), and each task awaits its own `client.generate(...)`
-on the same AsyncDotTxt client, while the plan keeps streaming.
+The asyncio twin of `stream_fanout.py`. `async for done in
+stream.completed("steps/*")` yields each step the moment it is finished, as a
+validated `Step`; a task is started for it at once (`asyncio.create_task`), and
+each task awaits its own `client.generate(...)` on the same AsyncDotTxt client,
+while the plan keeps streaming.
 
 What to watch for: the `step N arrived` lines come before `plan complete`; some
 `researched` lines may already appear while the plan is still streaming; at the
@@ -26,9 +27,13 @@ from dottxt import AsyncDotTxt
 MODEL = os.environ.get("DOTTXT_MODEL") or "openai/gpt-oss-20b"
 
 
+class Step(BaseModel):
+    question: str = Field(description="one self-contained research question")
+
+
 class ResearchPlan(BaseModel):
     goal: str
-    steps: list[str] = Field(min_length=2, max_length=5, description="one self-contained research question each")
+    steps: list[Step] = Field(min_length=2, max_length=5)
     deliverable: str = Field(description="what the final report will contain")
 
 
@@ -64,17 +69,17 @@ async def main() -> None:
             response_format=ResearchPlan,
             input=f"Break this question into research steps: {QUESTION}",
         ) as stream:
-            async for event in stream:
-                match event.path:
-                    case ("steps", int(index)):
-                        tasks[index] = asyncio.create_task(research(client, index, event.value))
-                        say(f"step {index} arrived, research started: {event.value}")
+            async for done in stream.completed("steps/*"):
+                index, step = done.path[1], done.value  # ("steps", 2), a validated Step
+                assert isinstance(index, int) and isinstance(step, Step)
+                tasks[index] = asyncio.create_task(research(client, index, step.question))
+                say(f"step {index} arrived, research started: {step.question}")
             plan = await stream.result()
         say(f"plan complete: {len(plan.steps)} steps; deliverable: {plan.deliverable}")
 
         findings = await asyncio.gather(*(tasks[index] for index in sorted(tasks)))
     for index, finding in enumerate(findings):
-        print(f"  [{index}] {plan.steps[index]}\n      -> {finding.answer}")
+        print(f"  [{index}] {plan.steps[index].question}\n      -> {finding.answer}")
 
 
 if __name__ == "__main__":

@@ -64,9 +64,9 @@ AGENT_TURN = {
 PLAN = {
     "goal": "Decide whether to move CI to a hosted service",
     "steps": [
-        "What do hosted CI services cost for 12 users?",
-        "How long do our current builds take on self-hosted runners?",
-        "Which of our jobs need special hardware?",
+        {"question": "What do hosted CI services cost for 12 users?"},
+        {"question": "How long do our current builds take on self-hosted runners?"},
+        {"question": "Which of our jobs need special hardware?"},
     ],
     "deliverable": "A one-page recommendation with costs",
 }
@@ -337,8 +337,8 @@ def test_fanout_starts_research_per_step_while_the_plan_streams(outcomes: dict[s
     lines = out.lines
     complete = _index(lines, f"plan complete: 3 steps; deliverable: {PLAN['deliverable']}")
     for index, step in enumerate(PLAN["steps"]):
-        assert _index(lines, f"step {index} arrived, research started: {step}") < complete
-        assert _index(lines, f"  [{index}] {step}") > complete
+        assert _index(lines, f"step {index} arrived, research started: {step['question']}") < complete
+        assert _index(lines, f"  [{index}] {step['question']}") > complete
     # One patch stream for the plan, then one generate call per step, all on the example's one client.
     chats = [r for r in out.requests if r.path == "/v1/chat/completions"]
     assert [r.json.get("stream") for r in chats] == ["patch", None, None, None]
