@@ -30,7 +30,7 @@ from pydantic import functional_validators
 from ._errors import InvalidOutputError
 from ._events import DocumentBuilder, PatchEvent, copy_json
 from ._patch import format_pointer
-from ._schemas import _first_pydantic_error, _type_adapter
+from ._schemas import first_pydantic_error, type_adapter
 
 __all__ = ["CompletionTracker", "FieldDone", "FieldMatcher", "TypedPaths", "field_of"]
 
@@ -236,12 +236,12 @@ class TypedPaths:
         if node.type is _UNKNOWN:
             return raw
         if node.adapter is None:
-            node.adapter = _type_adapter(node.type)
+            node.adapter = type_adapter(node.type)
         try:
             text = json.dumps(raw)
             return node.adapter.validate_json(text)
         except (pydantic.ValidationError, UnicodeError, RecursionError) as exc:
-            detail = _first_pydantic_error(exc) if isinstance(exc, pydantic.ValidationError) else f"({exc})"
+            detail = first_pydantic_error(exc) if isinstance(exc, pydantic.ValidationError) else f"({exc})"
             raise InvalidOutputError(
                 f"model output at {field!r} does not match its declared type {detail}",
                 model=self._model,

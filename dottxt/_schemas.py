@@ -62,7 +62,7 @@ def _resolve(response_format: Any) -> tuple[dict[str, Any], pydantic.TypeAdapter
             )
         return _check_schema_dict(_loads_schema(text, f"{type(response_format).__name__}.to_json()")), None
     if _is_type_like(response_format):
-        adapter = _type_adapter(response_format)
+        adapter = type_adapter(response_format)
         try:
             schema = adapter.json_schema()
         except Exception as exc:  # pydantic raises several kinds for types it cannot describe
@@ -164,7 +164,7 @@ def _type_name(value: Any) -> str:
     return getattr(value, "__name__", None) or repr(value)
 
 
-def _type_adapter(tp: Any) -> pydantic.TypeAdapter[Any]:
+def type_adapter(tp: Any) -> pydantic.TypeAdapter[Any]:
     try:
         return _cached_adapter(tp)
     except TypeError:  # unhashable typing construct: build it uncached
@@ -235,7 +235,7 @@ class OutputSchema(Generic[T]):
                 except pydantic.ValidationError as exc:
                     raise self._mismatch(
                         exc,
-                        f"does not match the schema {_first_pydantic_error(exc)}",
+                        f"does not match the schema {first_pydantic_error(exc)}",
                         model,
                         finish_reason,
                         text,
@@ -276,7 +276,7 @@ class OutputSchema(Generic[T]):
         )
 
 
-def _first_pydantic_error(exc: pydantic.ValidationError) -> str:
+def first_pydantic_error(exc: pydantic.ValidationError) -> str:
     errors = exc.errors()
     if not errors:
         return str(exc)
