@@ -158,8 +158,11 @@ class SSEDecoder:
     def feed(self, chunk: bytes) -> list[str]:
         """The events `chunk` completes."""
         if self._at_line_start and chunk.endswith(b"\n") and len(chunk) <= self.lines.max_line_bytes:
-            lines = chunk.decode("utf-8", errors="replace").split("\n")  # whole lines, none over the limit
-            lines.pop()  # (a token stream's usual read): decoded and split at once
+            # Whole lines, none over the limit (the usual read of a token stream): no line reader needed.
+            if not self._data and chunk.startswith(b"data: ") and chunk.find(b"\n") == len(chunk) - 2:
+                return [chunk[6:-2].decode("utf-8", errors="replace").rstrip("\r")]  # exactly one event
+            lines = chunk.decode("utf-8", errors="replace").split("\n")
+            lines.pop()
         else:
             lines = [raw.decode("utf-8", errors="replace") for raw in self.lines.feed(chunk)]
         self._at_line_start = chunk.endswith(b"\n")

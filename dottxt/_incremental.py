@@ -105,7 +105,8 @@ class IncrementalJSONParser:
 
     def feed(self, text: str) -> list[dict[str, Any]]:
         """Consume the next piece of text; return the ops whose values it completed, in order."""
-        self._check_usable()
+        if self._failure is not None:
+            raise StreamDecodeError(self._failure)
         if self._closed:
             raise StreamDecodeError("cannot feed an IncrementalJSONParser after close()")
         start = 0

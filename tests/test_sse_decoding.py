@@ -19,10 +19,11 @@ BODY = (
     b"event: message\r\ndata: first line\r\ndata:second line\r\n\r\n"
     b"id: 7\ndata\n\n"
     b"data:  two spaces\n\n"
+    b"data: cr\r\n\n"
     b"data: caf\xc3\xa9 \xff end\n\n"
     b"data: [DONE]\n\n"
 )
-EVENTS = ['{"a": 1}', "first line\nsecond line", "", " two spaces", "café \ufffd end", "[DONE]"]
+EVENTS = ['{"a": 1}', "first line\nsecond line", "", " two spaces", "cr", "café \ufffd end", "[DONE]"]
 
 
 def events_of(reads: list[bytes], max_line_bytes: int = 1 << 20) -> list[str]:
