@@ -266,6 +266,15 @@ def run_chunks_and_ijson(datas: list[str], ijson: Any) -> int:
     return count + len(events)
 
 
+def compare(ours: tuple[str, float], base: tuple[str, float], target: float) -> None:
+    """Print both CPU times and their ratio against the target."""
+    ratio = ours[1] / base[1]
+    for label, spent in (ours, base):
+        print(f"   {label + ':':<62} {spent * 1e3:7.1f} ms CPU")
+    print(f"   ratio {ratio:.2f}x; target <= {target}x: {'OK' if ratio <= target else 'MISSED'}")
+    print()
+
+
 def end_to_end() -> None:
     text = json.dumps(make_document(END_TO_END_CHARS), ensure_ascii=False)
     events = sse_events(text)
@@ -274,28 +283,25 @@ def end_to_end() -> None:
     body = sum(map(len, events))
     print(f"1. End to end: {len(text):,} characters in {len(events):,} SSE events ({body:,} bytes), one per read")
     ours, floor = best_of_pair(REPEATS, lambda: run_decoder(events), lambda: run_floor(datas))
-    ratio = ours / floor
-    verdict = "OK" if ratio <= TARGET_FLOOR_RATIO else "MISSED"
-    print(f"   SSEPatchDecoder + DocumentBuilder: {ours * 1e3:7.1f} ms CPU")
-    print(f"   floor (json.loads per chunk + one json.loads of the text): {floor * 1e3:7.1f} ms CPU")
-    print(f"   ratio {ratio:.2f}x the floor; target <= {TARGET_FLOOR_RATIO}x: {verdict}")
-    print()
+    compare(
+        ("SSEPatchDecoder + DocumentBuilder", ours),
+        ("floor: json.loads per chunk + one json.loads of the text", floor),
+        TARGET_FLOOR_RATIO,
+    )
     print("2. Parser + chunk decoding against ijson + the same chunk decoding")
     try:
         import ijson
     except ImportError:
-        print("   SKIPPED: ijson is not installed (pip install ijson, or the dev extra)")
-        print()
+        print("   SKIPPED: ijson is not installed (pip install ijson, or the dev extra)\n")
         return
     parser, theirs = best_of_pair(
         REPEATS, lambda: run_chunks_and_parser(datas), lambda: run_chunks_and_ijson(datas, ijson)
     )
-    ratio = parser / theirs
-    verdict = "OK" if ratio <= TARGET_IJSON_RATIO else "MISSED"
-    print(f"   chunk_payload + IncrementalJSONParser: {parser * 1e3:7.1f} ms CPU")
-    print(f"   chunk_payload + ijson {ijson.backend} parse_coro: {theirs * 1e3:7.1f} ms CPU")
-    print(f"   ratio {ratio:.2f}x; target <= {TARGET_IJSON_RATIO}x: {verdict}")
-    print()
+    compare(
+        ("chunk_payload + IncrementalJSONParser", parser),
+        (f"chunk_payload + ijson {ijson.backend} parse_coro", theirs),
+        TARGET_IJSON_RATIO,
+    )
 
 
 def scaling() -> None:
