@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from pydantic_core import from_json as _from_json
+
 from ._errors import (
     APIConnectionError,
     PatchError,
@@ -151,47 +153,69 @@ class SSEDecoder:
     def __init__(self, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
         self.lines = LineReader(max_line_bytes)
         self._data: list[str] = []
+        self._at_line_start = True  # the last read ended with `\n`: the line reader holds nothing
 
     def feed(self, chunk: bytes) -> list[str]:
         """The events `chunk` completes."""
-        return list(self._events(self.lines.feed(chunk)))
+        if self._at_line_start and chunk.endswith(b"\n") and len(chunk) <= self.lines.max_line_bytes:
+            # Whole lines, none over the limit (the usual read of a token stream): no line reader needed.
+            if not self._data and chunk.startswith(b"data: ") and chunk.find(b"\n") == len(chunk) - 2:
+                return [chunk[6:-2].decode("utf-8", errors="replace").rstrip("\r")]  # exactly one event
+            lines = chunk.decode("utf-8", errors="replace").split("\n")
+            lines.pop()
+        else:
+            lines = [raw.decode("utf-8", errors="replace") for raw in self.lines.feed(chunk)]
+        self._at_line_start = chunk.endswith(b"\n")
+        return self._events(lines)
 
     def finish(self) -> list[str]:
         """The events a body that ends without a blank line leaves behind."""
         last = self.lines.finish()
-        events = list(self._events([last] if last is not None else []))
+        events = self._events([last.decode("utf-8", errors="replace")] if last is not None else [])
         if self._data:
             events.append("\n".join(self._data))
-            self._data = []
+            self._data.clear()
         return events
 
-    def _events(self, lines: list[bytes]) -> Iterator[str]:
-        for raw in lines:
-            line = raw.decode("utf-8", errors="replace").rstrip("\r")
+    def _events(self, lines: list[str]) -> list[str]:
+        events: list[str] = []
+        data = self._data
+        for line in lines:
+            if line.startswith("data: "):  # nearly every line
+                data.append(line[6:].rstrip("\r"))
+                continue
+            line = line.rstrip("\r")
             if not line:
-                if self._data:
-                    yield "\n".join(self._data)
-                    self._data = []
+                if data:
+                    events.append(data[0] if len(data) == 1 else "\n".join(data))
+                    data.clear()
                 continue
             if line.startswith(":"):
                 continue  # a comment: keep-alive pings
             name, _, value = line.partition(":")
             if name == "data":
-                self._data.append(value[1:] if value.startswith(" ") else value)
+                data.append(value[1:] if value.startswith(" ") else value)
+        return events
 
 
 def chunk_payload(data: str, status_code: int, request_id: str | None) -> dict[str, Any] | None:
     """One SSE event's data as a chat chunk (a dict); None for `[DONE]`.
 
+    Decoded by pydantic_core's `from_json` (3x json.loads, and stricter: no NaN, nesting
+    past 200 levels and lone surrogates refused), falling back to the strict `loads` for
+    whatever it refuses, so exactly what `loads` accepts is accepted, with its values.
     StreamDecodeError when it is not a JSON object; PatchStreamError for an
     `error` event (an object with `error` and no `choices`).
     """
-    if data.strip() == DONE:
-        return None
     try:
-        payload = loads(data)
-    except ValueError as exc:
-        raise StreamDecodeError(f"an SSE event is not JSON: {exc}", line=shorten(data)) from None
+        payload = _from_json(data, allow_inf_nan=False)  # the fast, stricter decoder: most events are valid chunks
+    except ValueError:  # not JSON to it: `[DONE]`, or let the strict decoder judge (and word the error)
+        if data.strip() == DONE:
+            return None
+        try:
+            payload = loads(data)
+        except ValueError as exc:
+            raise StreamDecodeError(f"an SSE event is not JSON: {exc}", line=shorten(data)) from None
     if not isinstance(payload, dict):
         raise StreamDecodeError(f"an SSE event is {_json_type(payload)}, not a chat chunk object", line=shorten(data))
     if payload.get("error") is not None and not payload.get("choices"):
@@ -215,41 +239,46 @@ class SSEPatchDecoder(_EventDecoder):
     def feed(self, data: bytes) -> Iterator[PatchEvent]:
         """The events the SSE events in `data` complete."""
         for event in self._events.feed(data):
-            yield from self._event(event)
-            if self.done:
+            ops = self._event_ops(event)
+            if ops is None:  # [DONE]
+                yield from self._end()
+                return
+            for op in ops:
+                yield self._apply(op)
+            if self._parser.complete:
+                self.done = True
                 return
 
     def finish(self) -> Iterator[PatchEvent]:
         """At the end of the body: the last events, or why the output is incomplete."""
         for event in self._events.finish():
-            yield from self._event(event)
-            if self.done:
+            ops = self._event_ops(event)
+            if ops is None:
+                break
+            for op in ops:
+                yield self._apply(op)
+            if self._parser.complete:
+                self.done = True
                 return
         yield from self._end()
 
-    def _event(self, data: str) -> Iterator[PatchEvent]:
+    def _event_ops(self, data: str) -> list[dict[str, Any]] | None:
+        """The ops one SSE event's chunk completes with its delta content; None for `[DONE]`."""
         chunk = chunk_payload(data, self._status_code, self._request_id)
-        if chunk is None:  # [DONE]
-            yield from self._end()
-            return
-        for op in self._ops(chunk):
-            yield self._apply(op)
-        self.done = self.done or self._parser.complete
-
-    def _ops(self, chunk: dict[str, Any]) -> list[dict[str, Any]]:
-        """The ops one chunk's content completes."""
+        if chunk is None:
+            return None
         choices = chunk.get("choices")
-        if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
+        if not choices or type(choices) is not list or type(choices[0]) is not dict:
             return []  # a usage chunk (choices: []) or a shape we do not use
         choice = choices[0]
         reason = choice.get("finish_reason")
-        if isinstance(reason, str) and reason:
+        if reason and type(reason) is str:
             self.finish_reason = reason
         delta = choice.get("delta")
-        content = delta.get("content") if isinstance(delta, dict) else None
+        content = delta.get("content") if type(delta) is dict else None
         if not content:
             return []
-        if not isinstance(content, str):
+        if type(content) is not str:
             raise StreamDecodeError(f"a chunk's delta content is {_json_type(content)}, not a string")
         return self._parser.feed(content)
 

@@ -105,13 +105,23 @@ class IncrementalJSONParser:
 
     def feed(self, text: str) -> list[dict[str, Any]]:
         """Consume the next piece of text; return the ops whose values it completed, in order."""
-        self._check_usable()
+        if self._failure is not None:
+            raise StreamDecodeError(self._failure)
         if self._closed:
             raise StreamDecodeError("cannot feed an IncrementalJSONParser after close()")
+        start = 0
+        if self._state == _STRING and not self._escape_pending:  # the fast path for most deltas of long text
+            stop = _STRING_STOP.search(text)
+            if stop is None:  # wholly inside the string: nothing completes
+                self._chunks.append(text)
+                self._offset += len(text)
+                return []
+            start = stop.start()  # the string's text up to here is kept; the parse goes on from the stop
+            self._chunks.append(text[:start])
         out: list[dict[str, Any]] = []
         self._out = out
         try:
-            self._parse(text)
+            self._parse(text, start)
         except StreamDecodeError as exc:
             self._failure = exc.message
             if not out:
@@ -159,8 +169,8 @@ class IncrementalJSONParser:
         names.update({_KEY_OR_END: "a string key or '}'", _COLON: "':'", _DONE: "the end of the input"})
         return names[state]
 
-    def _parse(self, text: str) -> None:
-        i, n = 0, len(text)
+    def _parse(self, text: str, i: int = 0) -> None:
+        n = len(text)
         while i < n:
             state = self._state
             if state == _STRING:

@@ -514,3 +514,28 @@ def test_a_1mb_document_of_records_in_4_char_pieces() -> None:
     assert len(text) > 1_000_000
     ops = parse([text[i : i + 4] for i in range(0, len(text), 4)])
     assert typed(ops) == typed(ops_from_document(doc))
+
+
+# --- deltas wholly inside a string (the fast path) -----------------------------
+
+long_strings = st.text(alphabet=st.sampled_from('ab é😀 "\\\n\t/u'), min_size=20, max_size=200)
+
+
+@settings(max_examples=300)
+@given(st.lists(long_strings, min_size=1, max_size=4), st.integers(1, 8), st.data())
+def test_text_fed_in_small_pieces_gives_the_ops_of_the_whole_text(
+    values: list[str], size: int, data: st.DataObject
+) -> None:
+    # Long strings in token-sized pieces: most pieces fall wholly inside a string.
+    text = json.dumps({"reply": values, "n": 1}, ensure_ascii=data.draw(st.booleans()))
+    pieces = [text[i : i + size] for i in range(0, len(text), size)]
+    assert typed(parse(pieces)) == typed(parse([text])) == expected_ops(text)
+
+
+@pytest.mark.parametrize("size", [1, 3, 4, 7])
+def test_a_raw_control_character_inside_a_string_piece_is_refused_at_its_position(size: int) -> None:
+    text = '{"a": "' + "x" * 30 + "\x01" + 'y"}'
+    parser = IncrementalJSONParser()
+    with pytest.raises(StreamDecodeError, match=f"position {text.index(chr(1))}: raw control character"):
+        for i in range(0, len(text), size):
+            parser.feed(text[i : i + size])
