@@ -27,6 +27,10 @@ T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 
 _READ_SIZE = 64 * 1024
+#: After a decoder wants no more: the most bytes read (and dropped) to reach the body's end, and the
+#: longest wait for each read, so the connection can go back to the pool instead of being closed.
+DRAIN_BYTES = 64 * 1024
+DRAIN_WAIT = 0.05
 
 # A stream's life: not sent yet -> open -> finished (read to its end) | closed (by us) | aborted (client closed).
 _NEW, _OPEN, _FINISHED, _CLOSED, _ABORTED = "new", "open", "finished", "closed", "aborted"
@@ -110,6 +114,8 @@ class ResponseStream(Generic[T]):
                 if self._state == _OPEN:  # a cut by close() also reads as end-of-file: only a real end is judged
                     yield from decoder.finish()
                 break
+            else:  # the decoder wants no more (SSE: the root is whole, or [DONE]): what is left is not judged
+                eof = self._drain(response, read1)
             if self._state == _ABORTED:
                 raise APIConnectionError("the client was closed")
         except GeneratorExit:
@@ -123,6 +129,30 @@ class ResponseStream(Generic[T]):
             raise error from exc
         finally:
             self._end(response, eof=eof, done=decoder.done)
+
+    def _drain(self, response: requests.Response, read1: Callable[[int], bytes]) -> bool:
+        """Read and drop what is left of a body nobody needs, if it ends at once; True if it did.
+
+        A server's last few bytes (a finish chunk, `[DONE]`, the chunked terminator)
+        usually follow right away: reading them lets the connection go back to the
+        pool. A server that keeps sending, or goes quiet, is cut off: at most
+        DRAIN_BYTES, waiting at most DRAIN_WAIT for each read.
+        """
+        sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+        if sock is None or self._state != _OPEN:
+            return False
+        left, timeout = DRAIN_BYTES, sock.gettimeout()
+        try:
+            sock.settimeout(DRAIN_WAIT)
+            while left > 0:
+                data = read1(min(left, _READ_SIZE))
+                if not data:
+                    sock.settimeout(timeout)  # as the pool handed it out, for the next request
+                    return True
+                left -= len(data)
+        except Exception:  # a timeout or a drop: the connection is closed, as it would have been anyway
+            return False
+        return False
 
     def close(self) -> None:
         """Stop now, from any thread: wake a blocked read or a wait for the response, close the connection."""

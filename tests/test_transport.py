@@ -10,7 +10,7 @@ from email.utils import formatdate
 import pytest
 
 import dottxt._transport
-from dottxt import APITimeoutError, DotTxt, InternalServerError, RateLimitError
+from dottxt import APITimeoutError, DotTxt, InternalServerError, RateLimitError, build_response_format
 from dottxt._transport import MAX_RETRY_AFTER, MAX_RETRY_DELAY, retry_delay
 from dottxt.testing import FakeGateway
 from tests.conftest import MODEL, TEST_KEY
@@ -212,3 +212,27 @@ def test_a_loopback_gateway_is_not_sent_through_an_environment_proxy(gateway, mo
     monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
     with client_of(gateway) as client:
         assert [m.id for m in client.models.list()] == ["dottxt/fake-model"]
+
+
+@pytest.mark.parametrize("kind", ["patch", "sse", "chat", "generate"])
+def test_a_stream_read_to_its_end_hands_its_connection_back_to_the_pool(kind: str) -> None:
+    """Five calls in a row, each read to its end, use one connection: the server accepts it once."""
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+    with FakeGateway(api_key="k") as gateway:
+        source = "sse" if kind == "sse" else "gateway"
+        with DotTxt(api_key="k", base_url=gateway.base_url, patch_source=source) as client:
+            for _ in range(5):
+                if kind == "chat":
+                    chunks = client.chat.completions.create(
+                        model="dottxt/fake-model",
+                        messages=[{"role": "user", "content": "hi"}],
+                        response_format=build_response_format(schema),
+                        stream=True,
+                    )
+                    assert list(chunks)
+                elif kind == "generate":
+                    assert "a" in client.generate(model="dottxt/fake-model", response_format=schema, input="hi")
+                else:
+                    assert "a" in client.stream(model="dottxt/fake-model", response_format=schema, input="hi").result()
+        assert len(gateway.requests) == 5
+        assert gateway.connections_accepted == 1

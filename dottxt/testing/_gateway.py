@@ -83,6 +83,8 @@ class FakeGateway:
         self._failures: deque[Failure] = deque()
         self._stream_faults: deque[StreamFault] = deque()
         self._connections: dict[socket.socket, threading.Thread] = {}
+        #: How many TCP connections it has accepted: shows whether a client reuses its connections.
+        self.connections_accepted = 0
         self._ids = itertools.count(1)
 
         server_cls = Server6 if ":" in host else Server
@@ -245,6 +247,7 @@ class FakeGateway:
                 conn.close()
                 return
             self._connections[conn] = thread
+            self.connections_accepted += 1
             thread.start()
 
     def _handle_connection(self, conn: socket.socket, addr: Any) -> None:
