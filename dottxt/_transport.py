@@ -171,6 +171,11 @@ class _TokenConnection(HTTPConnection):
         if token is not None:
             token.attach(self)  # again, now that the socket exists: a cancel that came while connecting lands
 
+    def close(self) -> None:
+        """Hang up for real: a socket a finished response still references is only closed once that goes."""
+        _shutdown(self)
+        super().close()
+
 
 class _TokenHTTPSConnection(_TokenConnection, HTTPSConnection):
     """The same, over TLS."""
@@ -409,11 +414,25 @@ class Transport:
             token.set()
         for stream in streams:
             stream.abort()
+        _close_pools(self.session)
         if self._owns_session:
             self.session.close()
         else:
             for adapter in self.session.adapters.values():
                 adapter.close()
+
+
+def _close_pools(session: requests.Session) -> None:
+    """Close every pooled connection now: urllib3 2 only drops its pools on `Session.close()`, leaving
+    their idle sockets open until garbage collection (a finished response still referenced keeps them)."""
+    for adapter in {id(a): a for a in session.adapters.values()}.values():
+        managers = [getattr(adapter, "poolmanager", None), *getattr(adapter, "proxy_manager", {}).values()]
+        for manager in managers:
+            pools = getattr(manager, "pools", None) or {}
+            for key in list(pools.keys()):
+                pool = pools.get(key)
+                if pool is not None:
+                    pool.close()
 
 
 def check_headers(headers: Mapping[str, str] | None, name: str) -> dict[str, str]:
