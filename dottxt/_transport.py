@@ -171,11 +171,6 @@ class _TokenConnection(HTTPConnection):
         if token is not None:
             token.attach(self)  # again, now that the socket exists: a cancel that came while connecting lands
 
-    def close(self) -> None:
-        """Hang up for real: a socket a finished response still references is only closed once that goes."""
-        _shutdown(self)
-        super().close()
-
 
 class _TokenHTTPSConnection(_TokenConnection, HTTPSConnection):
     """The same, over TLS."""
@@ -184,9 +179,31 @@ class _TokenHTTPSConnection(_TokenConnection, HTTPSConnection):
 class _HTTPPool(HTTPConnectionPool):
     ConnectionCls = _TokenConnection
 
+    def close(self) -> None:
+        """Close the pool, hanging up its idle connections for real (see `hang_up_idle`)."""
+        hang_up_idle(self)
+        super().close()
+
 
 class _HTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _TokenHTTPSConnection
+
+    def close(self) -> None:
+        """Close the pool, hanging up its idle connections for real (see `hang_up_idle`)."""
+        hang_up_idle(self)
+        super().close()
+
+
+def hang_up_idle(pool: HTTPConnectionPool) -> None:
+    """Shut down the sockets of a pool's idle connections: closing one only drops a reference
+    while a finished response still holds its file object, so the server would see no hang-up."""
+    idle = pool.pool
+    if idle is not None:
+        with idle.mutex:
+            connections = list(idle.queue)
+        for connection in connections:
+            if connection is not None:
+                _shutdown(connection)
 
 
 class _Adapter(HTTPAdapter):
