@@ -185,28 +185,18 @@ def check_stream(client: DotTxt) -> None:
                 json.dumps(exc.document, allow_nan=False)  # a plain JSON document
 
 
-def run_fuzz(fuzz_server: tuple[RawServer, Replay], patch_source: str, data: st.DataObject, body: bytes) -> None:
+@pytest.mark.parametrize("patch_source", ["gateway", "sse"])
+@EXAMPLES
+@given(data=st.data())
+def test_fuzzed_bodies_end_in_documented_errors(
+    fuzz_server: tuple[RawServer, Replay], patch_source: str, data: st.DataObject
+) -> None:
     server, replay = fuzz_server
+    body = data.draw(sse_body() if patch_source == "sse" else ndjson_body())
     content_type = "text/event-stream" if patch_source == "sse" else "application/x-ndjson"
     replay.reply = Reply(data.draw(chunked(body)), data.draw(st.booleans()), content_type)
     with fuzz_client(server, patch_source) as c:
         check_stream(c)
-
-
-@EXAMPLES
-@given(data=st.data(), body=ndjson_body())
-def test_fuzzed_ndjson_bodies_end_in_documented_errors(
-    fuzz_server: tuple[RawServer, Replay], data: st.DataObject, body: bytes
-) -> None:
-    run_fuzz(fuzz_server, "gateway", data, body)
-
-
-@EXAMPLES
-@given(data=st.data(), body=sse_body())
-def test_fuzzed_sse_bodies_end_in_documented_errors(
-    fuzz_server: tuple[RawServer, Replay], data: st.DataObject, body: bytes
-) -> None:
-    run_fuzz(fuzz_server, "sse", data, body)
 
 
 @pytest.mark.parametrize("patch_source", ["gateway", "sse"])

@@ -209,11 +209,22 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[[str], 
     return args
 
 
-def test_05_cli_stream_refuses_nan(cli_env: Callable[[str], list[str]], capsys: pytest.CaptureFixture[str]) -> None:
-    body = ndjson({"op": "add", "path": "", "value": {}}) + b'{"op":"add","path":"/a","value":NaN}\n'
-    with RawServer(Body(body)) as server:
-        status = cli_main(["stream", *cli_env(server.base_url)])
-    out = capsys.readouterr()
+@pytest.fixture
+def cli_stream(
+    cli_env: Callable[[str], list[str]], capsys: pytest.CaptureFixture[str]
+) -> Callable[[bytes], tuple[int, Any]]:
+    """Run `dottxt stream` against a server answering with `body`: its exit status and captured output."""
+
+    def run(body: bytes) -> tuple[int, Any]:
+        with RawServer(Body(body)) as server:
+            status = cli_main(["stream", *cli_env(server.base_url)])
+        return status, capsys.readouterr()
+
+    return run
+
+
+def test_05_cli_stream_refuses_nan(cli_stream: Callable[[bytes], tuple[int, Any]]) -> None:
+    status, out = cli_stream(ndjson({"op": "add", "path": "", "value": {}}) + b'{"op":"add","path":"/a","value":NaN}\n')
     assert status != 0
     assert "NaN" not in out.out
 
@@ -272,13 +283,10 @@ def test_08_a_lone_surrogate_in_a_stream_is_invalid_output(raw: RawClients, resp
             stream.result()
 
 
-def test_08_the_cli_reports_a_lone_surrogate_as_invalid_output(
-    cli_env: Callable[[str], list[str]], capsys: pytest.CaptureFixture[str]
-) -> None:
-    body = ndjson({"op": "add", "path": "", "value": {}}) + b'{"op":"add","path":"/\\ud83d","value":"\\ud83d"}\n'
-    with RawServer(Body(body)) as server:
-        status = cli_main(["stream", *cli_env(server.base_url)])
-    out = capsys.readouterr()
+def test_08_the_cli_reports_a_lone_surrogate_as_invalid_output(cli_stream: Callable[[bytes], tuple[int, Any]]) -> None:
+    status, out = cli_stream(
+        ndjson({"op": "add", "path": "", "value": {}}) + b'{"op":"add","path":"/\\ud83d","value":"\\ud83d"}\n'
+    )
     assert status != 0
     assert "surrogates not allowed" not in out.err
     assert "surrogate" in out.err
