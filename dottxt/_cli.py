@@ -57,8 +57,16 @@ def _ascii_only(stream: TextIO) -> bool:
 
 
 def _dumps(value: Any, stream: TextIO, *, pretty: bool = False) -> str:
-    """JSON text for `stream`: one line, or indented when `pretty`."""
-    return json.dumps(value, indent=2 if pretty else None, ensure_ascii=_ascii_only(stream))
+    """JSON text for `stream`: one line, or indented when `pretty`.
+
+    Text UTF-8 cannot encode (a lone surrogate escape a model produced) stays escaped, as it came.
+    """
+    text = json.dumps(value, indent=2 if pretty else None, ensure_ascii=_ascii_only(stream))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, indent=2 if pretty else None, ensure_ascii=True)
+    return text
 
 
 def _emit(text: str) -> None:

@@ -120,7 +120,7 @@ class PatchLineDecoder(_EventDecoder):
                 try:
                     yield apply(op, line)
                 except PatchError as exc:
-                    raise self._error(f"cannot be applied: {exc}", line) from None
+                    raise self._error(f"cannot be applied: {shorten(str(exc))}", line) from None
 
     def finish(self) -> Iterator[PatchEvent]:
         """The event for a last line that had no `\\n`."""
@@ -301,7 +301,7 @@ class SSEPatchDecoder(_EventDecoder):
         try:
             return self._builder.apply(op)
         except PatchError as exc:
-            raise StreamDecodeError(f"cannot apply op: {exc}", line=shorten(repr(op))) from None
+            raise StreamDecodeError(f"cannot apply op: {shorten(str(exc))}", line=shorten(repr(op))) from None
 
 
 class ChatChunkDecoder:

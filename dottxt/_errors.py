@@ -393,6 +393,20 @@ def redact(text: str, secret: str) -> str:
     return re.sub(rf"(?<![{_EDGE}]){re.escape(secret)}(?![{_EDGE}])", REDACTED, text)
 
 
+def redact_error(error: DotTxtError, secret: str) -> None:
+    """Blank the key out of an error in place: its message and the server's text it quotes (`body`, `line`).
+
+    A stream error quotes what the server sent (an `error` line echoing the key, perhaps \\u-escaped).
+    """
+    if not secret:
+        return
+    for name in ("message", "body", "line"):
+        value = getattr(error, name, None)
+        if isinstance(value, str):
+            setattr(error, name, redact_body(value, secret))
+    error.args = (error.message,)
+
+
 def redact_body(body: str, secret: str) -> str:
     """An error body with the key blanked out, also where JSON escapes (`\\u0073k-...`) spell it.
 

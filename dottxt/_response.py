@@ -18,7 +18,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import requests
 import urllib3.exceptions
 
-from ._errors import APIConnectionError, APITimeoutError, DotTxtError
+from ._errors import APIConnectionError, APITimeoutError, DotTxtError, redact_error
 from ._transport import CancelToken, Transport, interrupt_response
 
 __all__ = ["Decoder", "ResponseStream"]
@@ -196,8 +196,14 @@ class ResponseStream(Generic[T]):
         return response
 
     def _annotated(self, error: Exception) -> Exception:
-        if isinstance(error, DotTxtError) and error.document is None:
-            error.document = self.document()
+        """The error as raised to the user: with `.document`, and the key blanked out of what it quotes."""
+        if isinstance(error, DotTxtError):
+            if error.document is None:
+                try:
+                    error.document = self.document()
+                except RecursionError:  # a document deeper than copying can walk: the error still goes out
+                    pass
+            redact_error(error, self._transport.api_key)
         return error
 
     def _read_error(self, exc: Exception) -> Exception:
@@ -219,8 +225,10 @@ class ResponseStream(Generic[T]):
         self._transport.untrack(self)
         release = getattr(response.raw, "release_conn", None) if reusable else None
         if release is not None:
-            release()  # back to the pool (a dropped connection is discarded when next taken from it)
+            self._cancel.detach()  # the socket goes back to the pool: a later close() must not reach it
+            release()  # (a dropped connection is discarded when next taken from the pool)
         else:
+            self._cancel.set()  # shut the socket down: the server sees the hang-up now, not at collection
             interrupt_response(response)
 
 

@@ -45,7 +45,19 @@ def build_response_format(response_format: Any, name: str = "response") -> dict[
 
 
 def _resolve(response_format: Any) -> tuple[dict[str, Any], pydantic.TypeAdapter[Any] | None]:
-    """The JSON Schema for an input, and the TypeAdapter that types the output (None for plain schemas)."""
+    """The JSON Schema for an input, and the TypeAdapter that types the output (None for plain schemas).
+
+    A schema nested deeper than the checks can walk is an InvalidSchemaError, never a RecursionError.
+    """
+    try:
+        return _resolve_any(response_format)
+    except RecursionError:
+        raise InvalidSchemaError(
+            "the schema is nested too deeply to check; name the repeated parts in $defs and point at them with $ref"
+        ) from None
+
+
+def _resolve_any(response_format: Any) -> tuple[dict[str, Any], pydantic.TypeAdapter[Any] | None]:
     if isinstance(response_format, Mapping):
         return _check_schema_dict(dict(response_format)), None
     if isinstance(response_format, (str, bytes, bytearray)):

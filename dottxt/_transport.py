@@ -95,9 +95,9 @@ def interrupt_response(response: requests.Response) -> None:
     anything still references it; shutting it down does both at once: the
     reader sees end-of-file, the server sees the hang-up.
     """
-    connection = getattr(response.raw, "connection", None)
-    if connection is not None:
-        _shutdown(connection)
+    sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+    if sock is not None:
+        _shutdown(sock)
     try:
         response.close()
     except Exception:  # closing a half-read response can raise from deep in http.client
@@ -105,18 +105,20 @@ def interrupt_response(response: requests.Response) -> None:
 
 
 class CancelToken:
-    """Cancels one request from any thread, at any stage before its body is read.
+    """Cancels one request from any thread, at any stage: a wait between retries, a wait for the
+    response headers, and (for a stream) every read of its body.
 
-    Setting it cuts short a wait between retries and shuts down the socket of
-    a request still waiting for its response headers, so the thread blocked on
-    it wakes at once. It is handed down explicitly: to `Transport.request`,
-    which hands it to the connection sending the request.
+    It is handed down explicitly: to `Transport.request`, which hands it to the
+    connection sending the request; the connection gives it its socket. Setting
+    the token wakes a retry wait and shuts that socket down, so the thread
+    blocked on it wakes at once and the server sees the hang-up, even after
+    http.client has let go of the socket (a `Connection: close` answer).
     """
 
     def __init__(self) -> None:
         self._event = threading.Event()
         self._lock = threading.Lock()
-        self._connection: HTTPConnection | None = None
+        self._sock: socket.socket | None = None
 
     def is_set(self) -> bool:
         """True once cancelled."""
@@ -127,32 +129,32 @@ class CancelToken:
         return self._event.wait(timeout)
 
     def set(self) -> None:
-        """Cancel: wake retry waits and shut down the in-flight connection, if any."""
+        """Cancel: wake retry waits and shut down the socket of the request, if it has one."""
         with self._lock:
             self._event.set()
-            if self._connection is not None:
-                _shutdown(self._connection)
+            if self._sock is not None:
+                _shutdown(self._sock)
 
     def attach(self, connection: HTTPConnection) -> None:
-        """Called by the connection about to send this token's request: a cancel now reaches its socket."""
+        """Called by the connection sending this token's request: a cancel now reaches its socket."""
+        sock = getattr(connection, "sock", None)
         with self._lock:
-            self._connection = connection
-            if self._event.is_set():
-                _shutdown(connection)
+            if sock is not None:
+                self._sock = sock
+                if self._event.is_set():
+                    _shutdown(sock)
 
     def detach(self) -> None:
-        """The request is answered (or failed): a later cancel must not reach a pooled connection."""
+        """The request is done with its socket: a later cancel must not reach a pooled connection."""
         with self._lock:
-            self._connection = None
+            self._sock = None
 
 
-def _shutdown(connection: HTTPConnection) -> None:
-    sock = getattr(connection, "sock", None)
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 # The token of the request this thread is sending, from Transport.request down to the
@@ -179,9 +181,32 @@ class _TokenHTTPSConnection(_TokenConnection, HTTPSConnection):
 class _HTTPPool(HTTPConnectionPool):
     ConnectionCls = _TokenConnection
 
+    def close(self) -> None:
+        """Close the pool, hanging up its idle connections for real (see `hang_up_idle`)."""
+        hang_up_idle(self)
+        super().close()
+
 
 class _HTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _TokenHTTPSConnection
+
+    def close(self) -> None:
+        """Close the pool, hanging up its idle connections for real (see `hang_up_idle`)."""
+        hang_up_idle(self)
+        super().close()
+
+
+def hang_up_idle(pool: HTTPConnectionPool) -> None:
+    """Shut down the sockets of a pool's idle connections: closing one only drops a reference
+    while a finished response still holds its file object, so the server would see no hang-up."""
+    idle = pool.pool
+    if idle is not None:
+        with idle.mutex:
+            connections = list(idle.queue)
+        for connection in connections:
+            sock = getattr(connection, "sock", None)
+            if sock is not None:
+                _shutdown(sock)
 
 
 class _Adapter(HTTPAdapter):
@@ -304,10 +329,12 @@ class Transport:
         attempt = 0
         while True:
             response, error, cause = self._send(method, url, data, query, all_headers, effective_timeout, token)
+            if response is not None and response.status_code < 300 and stream:
+                return response  # the token keeps its socket: the stream's close() shuts it down
+            token.detach()  # from here the connection may go back to the pool: a cancel must not reach it
             if response is not None:
                 if response.status_code < 300:
-                    if not stream:
-                        _ = response.content  # read whole; the connection goes back to the pool
+                    _ = response.content  # read whole; the connection goes back to the pool
                     return response
                 error = self._status_error(response, stream=stream)
                 retry_after = response.headers.get("retry-after")
@@ -362,7 +389,6 @@ class Transport:
             return None, APIConnectionError(f"could not connect to {url} ({self._reason(exc)})"), exc
         finally:
             _sending.token = None
-            token.detach()
             with self._lock:
                 self._waiting.discard(token)
 
@@ -409,11 +435,25 @@ class Transport:
             token.set()
         for stream in streams:
             stream.abort()
+        _close_pools(self.session)
         if self._owns_session:
             self.session.close()
         else:
             for adapter in self.session.adapters.values():
                 adapter.close()
+
+
+def _close_pools(session: requests.Session) -> None:
+    """Close every pooled connection now: urllib3 2 only drops its pools on `Session.close()`, leaving
+    their idle sockets open until garbage collection (a finished response still referenced keeps them)."""
+    for adapter in {id(a): a for a in session.adapters.values()}.values():
+        managers = [getattr(adapter, "poolmanager", None), *getattr(adapter, "proxy_manager", {}).values()]
+        for manager in managers:
+            pools = getattr(manager, "pools", None) or {}
+            for key in list(pools.keys()):
+                pool = pools.get(key)
+                if pool is not None:
+                    pool.close()
 
 
 def check_headers(headers: Mapping[str, str] | None, name: str) -> dict[str, str]:

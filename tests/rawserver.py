@@ -23,6 +23,8 @@ class RawConnection:
         self.path = ""
         self.headers: dict[str, str] = {}
         self.body: bytes = b""
+        #: True for a handler that answers several requests on this connection (else it hangs up after one).
+        self.keep_alive = False
 
     def read_request(self) -> None:
         """Read the request line, headers and a Content-Length body."""
@@ -56,7 +58,7 @@ class RawConnection:
         all_headers = {"Content-Type": "application/x-ndjson", **(headers or {})}
         if chunked:
             all_headers["Transfer-Encoding"] = "chunked"
-        else:
+        if not (chunked and self.keep_alive):  # the server hangs up after this answer: say so, as HTTP asks
             all_headers.setdefault("Connection", "close")
         text = f"HTTP/1.1 {status} X\r\n" + "".join(f"{k}: {v}\r\n" for k, v in all_headers.items()) + "\r\n"
         self.send(text.encode("latin-1"))
