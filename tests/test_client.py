@@ -53,6 +53,7 @@ def save_api_key(key: str) -> None:
     path = Path(os.environ["XDG_CONFIG_HOME"]) / "dottxt" / "credentials.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"api_key": key}))
+    path.chmod(0o600)  # as `dottxt login` leaves it: a file others can read is warned about
 
 
 @pytest.fixture
