@@ -491,32 +491,33 @@ def _generation_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+# What each kind of failure tells the user, first match wins: {detail} is the server's own words,
+# {message} the SDK's, {model} and {base_url} what the command used.
+_EXPLANATIONS: tuple[tuple[str, str], ...] = (
+    ("AuthenticationError", "the API key was rejected ({detail}); run `dottxt login` or set DOTTXT_API_KEY"),
+    ("RateLimitError", "rate limited by the API ({detail}), still after retrying; wait a moment and try again"),
+    ("InternalServerError", "the API failed ({detail}); try again later"),
+    ("NotFoundError", "the API answered not found ({detail}); is DOTTXT_BASE_URL right? it is {base_url}"),
+    ("APIStatusError", "the API refused the request ({detail})"),
+    ("APITimeoutError", "timed out: {message}"),
+    ("APIConnectionError", "cannot reach the API: {message}; check DOTTXT_BASE_URL and your network"),
+    ("InvalidOutputError", "the model's output is not usable: {message}"),
+    ("StreamDecodeError", "the stream sent something unreadable: {message}"),
+)
+
+
 def _explain(exc: BaseException, *, model: str | None = None, base_url: str | None = None) -> str:
     """One line telling the user what went wrong and, where there is one, what to do."""
     from . import _errors as errors
     from ._cli_compat import server_detail
 
     detail = server_detail(exc)  # the server's own words, its body when error.message is blank or missing
-    if isinstance(exc, errors.AuthenticationError):
-        return f"the API key was rejected ({detail}); run `dottxt login` or set DOTTXT_API_KEY"
     if isinstance(exc, (errors.NotFoundError, errors.PermissionDeniedError)) and model:
         return f"model {model!r} is not available with this API key ({detail}); {_MODEL_HINT}"
-    if isinstance(exc, errors.RateLimitError):
-        return f"rate limited by the API ({detail}), still after retrying; wait a moment and try again"
-    if isinstance(exc, errors.InternalServerError):
-        return f"the API failed ({detail}); try again later"
-    if isinstance(exc, errors.NotFoundError):
-        return f"the API answered not found ({detail}); is DOTTXT_BASE_URL right? it is {base_url}"
-    if isinstance(exc, errors.APIStatusError):
-        return f"the API refused the request ({detail})"
-    if isinstance(exc, errors.APITimeoutError):
-        return f"timed out: {exc.message}"
-    if isinstance(exc, errors.APIConnectionError):
-        return f"cannot reach the API: {exc.message}; check DOTTXT_BASE_URL and your network"
-    if isinstance(exc, errors.InvalidOutputError):
-        return f"the model's output is not usable: {exc.message}"
-    if isinstance(exc, errors.StreamDecodeError):
-        return f"the stream sent something unreadable: {exc.message}"
+    for name, text in _EXPLANATIONS:
+        if isinstance(exc, getattr(errors, name)):
+            message = getattr(exc, "message", str(exc))
+            return text.format(detail=detail, message=message, model=model, base_url=base_url)
     return str(exc) or type(exc).__name__
 
 
