@@ -21,20 +21,20 @@ import time
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from ._cli import (
+from ._cli_common import (
     EXIT_ERROR,
     EXIT_OK,
     EXIT_USAGE,
     CLIError,
-    _client,
-    _emit_json,
-    _explain,
-    _model,
-    _note,
-    _one_line,
-    _read_schema,
-    _redact_secrets,
-    _report_error,
+    emit_json,
+    explain,
+    make_client,
+    model_arg,
+    one_line,
+    read_schema,
+    redact_secrets,
+    report_error,
+    stderr_note,
 )
 from ._cli_schema import SCHEMA_HELP
 
@@ -236,30 +236,30 @@ def _stops_the_run(exc: BaseException) -> bool:
 def _output_line(record: Record, value: Any, error: BaseException | None) -> dict[str, Any]:
     if error is None:
         return {"id": record.id, "result": value}
-    message = _redact_secrets(_one_line(str(error) or type(error).__name__))
+    message = redact_secrets(one_line(str(error) or type(error).__name__))
     return {"id": record.id, "error": {"type": type(error).__name__, "message": message}}
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
     """Run every input of INPUT not yet in OUTPUT; exit 0 all succeeded, 1 some failed, 2 a bad input line."""
-    model = _model(args)
-    schema = _read_schema(args.schema)
+    model = model_arg(args)
+    schema = read_schema(args.schema)
     try:
         records = read_inputs(args.input)
     except BadInputLine as exc:
-        _report_error(str(exc), json_mode=args.json)
+        report_error(str(exc), json_mode=args.json)
         return EXIT_USAGE
     finished, cut = read_finished(args.output)
     if cut:
-        _note(args, f"removed an incomplete last line from {args.output}; that input is sent again")
+        stderr_note(args, f"removed an incomplete last line from {args.output}; that input is sent again")
     todo = [record for record in records if _id_key(record.id) not in finished]
     earlier_failures = sum(1 for r in records if finished.get(_id_key(r.id)) is False)
     if len(todo) < len(records):
-        _note(args, f"resuming: {len(records) - len(todo)} of {len(records)} inputs are already in {args.output}")
+        stderr_note(args, f"resuming: {len(records) - len(todo)} of {len(records)} inputs are already in {args.output}")
     stderr = sys.stderr
     progress = Progress(len(todo), stderr) if todo and stderr is not None and stderr.isatty() else None
     succeeded = failed = 0
-    with _client() as client, open(args.output, "a", encoding="utf-8") as out:
+    with make_client() as client, open(args.output, "a", encoding="utf-8") as out:
         items = client.generate_many(
             [record.input for record in todo],
             model=model,
@@ -270,7 +270,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         try:
             for item in items:
                 if item.error is not None and _stops_the_run(item.error):
-                    raise CLIError(_explain(item.error, model=model, base_url=client.base_url))
+                    raise CLIError(explain(item.error, model=model, base_url=client.base_url))
                 out.write(json.dumps(_output_line(todo[item.index], item.value, item.error), ensure_ascii=False) + "\n")
                 out.flush()
                 succeeded, failed = (succeeded + 1, failed) if item.ok else (succeeded, failed + 1)
@@ -291,10 +291,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
         "failed_earlier": earlier_failures,
     }
     if args.json:
-        _emit_json(summary)
+        emit_json(summary)
     else:
         earlier = f" ({earlier_failures} more failed in an earlier run)" if earlier_failures else ""
-        _note(
+        stderr_note(
             args,
             f"{succeeded} succeeded, {failed} failed{earlier}, {summary['skipped']} skipped; results in {args.output}",
         )

@@ -14,7 +14,7 @@ import os
 import re
 from typing import Any
 
-from ._cli import CLIError
+from ._cli_common import CLIError
 
 __all__ = ["SCHEMA_HELP", "load_schema", "concise_schema", "describe_source"]
 
