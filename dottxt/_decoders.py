@@ -90,8 +90,11 @@ class _EventDecoder:
         self._builder = builder
         self._status_code = status_code
         self._request_id = request_id
-        self._max_line_bytes = max_line_bytes
         self.done = False  # True once no more bytes are wanted
+        self._start(max_line_bytes)
+
+    def _start(self, max_line_bytes: int) -> None:
+        """What the decoder itself needs, made with the rest (each decoder says)."""
 
 
 class PatchLineDecoder(_EventDecoder):
@@ -101,9 +104,8 @@ class PatchLineDecoder(_EventDecoder):
     no `op` is the gateway reporting a failure; other objects without `op` are skipped.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._lines = LineReader(self._max_line_bytes)
+    def _start(self, max_line_bytes: int) -> None:
+        self._lines = LineReader(max_line_bytes)
         self.line_number = 0
 
     def feed(self, data: bytes) -> Iterator[PatchEvent]:
@@ -230,9 +232,8 @@ class SSEPatchDecoder(_EventDecoder):
     then ends at once, reading and judging nothing after it.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._events = SSEDecoder(self._max_line_bytes)
+    def _start(self, max_line_bytes: int) -> None:
+        self._events = SSEDecoder(max_line_bytes)
         self._parser = IncrementalJSONParser()
         self.finish_reason: str | None = None
 
