@@ -210,10 +210,6 @@ class TypedPaths:
         self._root = _TypeNode(root)
         self._model = model
 
-    def declared(self, path: Path) -> Any:
-        """The declared type at `path`, or `_UNKNOWN`."""
-        return self._node(path).type
-
     def _node(self, path: Path) -> _TypeNode:
         node = self._root
         for segment in path:

@@ -83,11 +83,6 @@ class ResponseStream(Generic[T]):
         """True when the body was read to its end (or the decoder wanted no more)."""
         return self._state == _FINISHED
 
-    @property
-    def cancelled(self) -> bool:
-        """True when our own `close()` ended the stream: its read errors are no failures."""
-        return self._state == _CLOSED
-
     def items(self) -> Iterator[T]:
         """Send the request, then yield each decoded item as its bytes arrive.
 
